@@ -1,0 +1,543 @@
+"""Serve a Flask app on a real socket, and crash it on purpose.
+
+``lk.serve(factory)`` binds 127.0.0.1 on a free port, starts werkzeug's threaded
+server (in a thread of this process, or in a forked child process), waits until it
+answers, and hands back a :class:`Server`::
+
+    >>> server = lk.serve(make_app, name="guestbook")
+    >>> server
+    <Server guestbook up>
+    >>> server.kill()        # a crash: connections refused, memory gone
+    >>> server.revive()      # a restart: a fresh app from the factory
+    >>> server.close()
+
+Creating the server is separate from running it (as in werkzeug): the socket is
+bound first, so the real port is known before anything runs, and a busy port gives
+a clear error instead of werkzeug's ``SystemExit``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import http.client
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+from . import _lifecycle
+from ._middleware import INTERNAL_PREFIX, KitMiddleware
+from .errors import (
+    AppFactoryError,
+    BadAppError,
+    PortInUseError,
+    ServerStartError,
+    ServerStateError,
+)
+
+HOST = "127.0.0.1"
+READY_TIMEOUT = 10.0  # seconds a server gets to answer its first request
+POLL_INTERVAL = 0.05  # how often serve_forever looks for a shutdown request
+
+
+# -- werkzeug, made quiet and killable -----------------------------------------------
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """werkzeug's handler, with keep-alive on and its console log off.
+
+    Output printed by a background thread lands in whatever notebook cell runs at
+    that moment, so the kit keeps a structured log instead (see _middleware).
+    """
+
+    protocol_version = "HTTP/1.1"
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        pass
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class _KillableServer(ThreadedWSGIServer):
+    """A threaded werkzeug server that knows its open connections.
+
+    A real crash cuts every connection at once, including idle keep-alive ones.
+    To imitate that, the server remembers each connection and its thread so that
+    ``drop_connections`` can cut them and ``join_threads`` can wait for them.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._conns: set[socket.socket] = set()
+        self._conn_threads: set[threading.Thread] = set()
+        self._conns_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address),
+            name="labkit-connection",
+            daemon=True,
+        )
+        with self._conns_lock:
+            self._conns.add(request)
+            self._conn_threads.add(thread)
+        thread.start()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._conns_lock:
+                self._conns.discard(request)
+                self._conn_threads.discard(threading.current_thread())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hangs up mid-request is not news; never print it
+
+    def drop_connections(self) -> None:
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def join_threads(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._conns_lock:
+                threads = list(self._conn_threads)
+            if not threads or time.monotonic() > deadline:
+                return
+            threads[0].join(max(0.0, deadline - time.monotonic()))
+
+
+def _bind(port: int) -> socket.socket:
+    """Bind and listen on 127.0.0.1:port (0 = any free port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((HOST, port))
+    except OSError as exc:
+        sock.close()
+        raise PortInUseError(
+            f"Port {port} on {HOST} is in use by another program. Either stop that"
+            " program, or start the server without a port so that the kit picks a"
+            " free one."
+        ) from exc
+    sock.listen(128)
+    return sock
+
+
+def _build_app(target: Any) -> Any:
+    """Return a Flask app: ``target`` itself, or what the factory ``target`` builds."""
+    from flask import Flask
+
+    if isinstance(target, Flask):
+        return target
+    try:
+        app = target()
+    except TypeError as exc:
+        if "argument" in str(exc):
+            raise BadAppError(
+                f"{_describe(target)} needs arguments, but the kit calls a factory"
+                " with none. Wrap it: lk.serve(lambda: make_app(...))."
+            ) from exc
+        raise AppFactoryError(
+            f"The app factory {_describe(target)} raised {exc!r}. Fix the factory,"
+            " then run the cell again."
+        ) from exc
+    except Exception as exc:
+        raise AppFactoryError(
+            f"The app factory {_describe(target)} raised {exc!r}. Fix the factory,"
+            " then run the cell again."
+        ) from exc
+    if not isinstance(app, Flask):
+        raise BadAppError(
+            f"The factory {_describe(target)} returned {type(app).__name__}, not a"
+            " Flask app. Make it end with `return app`."
+        )
+    return app
+
+
+def _describe(target: Any) -> str:
+    return getattr(target, "__qualname__", None) or repr(target)
+
+
+def _check_target(target: Any) -> None:
+    from flask import Flask
+
+    if isinstance(target, Flask) or (callable(target) and not isinstance(target, type)):
+        return
+    if isinstance(target, type) and issubclass(target, Flask):
+        return  # a Flask subclass is a factory of sorts: Flask() needs a name, though
+    raise BadAppError(
+        f"lk.serve() needs a Flask app or a function that returns one, not"
+        f" {type(target).__name__} ({target!r:.60}). Pass `app` or `make_app`."
+    )
+
+
+def _probe(port: int, timeout: float = 2.0) -> bool:
+    """Ask the kit's readiness endpoint; True when the server answered."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", INTERNAL_PREFIX + "ready")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def _fetch_json(port: int, what: str) -> Any:
+    conn = http.client.HTTPConnection(HOST, port, timeout=5)
+    try:
+        conn.request("GET", INTERNAL_PREFIX + what)
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+# -- the forked child ------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no orphans)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _child_main(sock: socket.socket, target: Any, name: str, workers: int | None,
+                service_time: float, report: Any) -> None:
+    _die_with_parent()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    sys.stdout = sys.stderr = open(os.devnull, "w")
+    try:
+        app = _build_app(target)
+        wsgi = KitMiddleware(app, name=name, workers=workers, service_time=service_time)
+        server = _KillableServer(HOST, 0, wsgi, handler=_QuietHandler, fd=sock.fileno())
+        sock.close()
+    except BaseException as exc:
+        report.send(("error", exc if isinstance(exc, Exception) else None,
+                     "".join(traceback.format_exception_only(exc)).strip()))
+        os._exit(1)
+    signal.signal(signal.SIGTERM,
+                  lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    report.send(("ready", None, ""))
+    server.serve_forever(poll_interval=POLL_INTERVAL)
+    server.server_close()
+    server.drop_connections()
+    server.join_threads(2.0)
+    os._exit(0)
+
+
+# -- the public object -----------------------------------------------------------------
+
+
+class Server:
+    """One live web server on 127.0.0.1, which the kit can crash and restart.
+
+    Use :func:`serve` to make one. States: ``"up"``, ``"down"`` (killed) and
+    ``"closed"``.
+    """
+
+    def __init__(self, target: Any, *, name: str, isolation: str = "thread",
+                 workers: int | None = None, service_time: float = 0.0,
+                 ready_timeout: float = READY_TIMEOUT, registry_key: str | None = None):
+        _check_target(target)
+        if isolation not in ("thread", "process"):
+            raise ServerStartError(
+                f"isolation must be 'thread' or 'process', not {isolation!r}.")
+        if isolation == "process" and not hasattr(os, "fork"):
+            raise ServerStartError("isolation='process' needs Linux (fork); use 'thread'.")
+        if workers is not None and (not isinstance(workers, int) or workers < 1):
+            raise ServerStartError(f"workers must be a whole number >= 1, not {workers!r}.")
+        if service_time < 0:
+            raise ServerStartError(f"service_time must be >= 0 seconds, not {service_time!r}.")
+        self.name = name
+        self.isolation = isolation
+        self.workers = workers
+        self.service_time = float(service_time)
+        self.ready_timeout = ready_timeout
+        self._target = target
+        self._key = registry_key or f"server:{name}"
+        self._port = 0
+        self.state = "new"
+        self.generation = 0  # counts starts; the balancer drops connections to old ones
+        self._lock = threading.RLock()
+        # thread isolation
+        self._wsgi: KitMiddleware | None = None
+        self._http: _KillableServer | None = None
+        self._thread: threading.Thread | None = None
+        # process isolation
+        self._process: Any = None
+
+    # -- what a notebook reads ---------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def alive(self) -> bool:
+        if self.state != "up":
+            return False
+        if self._process is not None and not self._process.is_alive():
+            return False  # killed from outside the kit: still a crash
+        return True
+
+    @property
+    def app(self) -> Any:
+        """The live Flask app (thread isolation only; ``None`` when down)."""
+        return self._wsgi.app if self._wsgi is not None else None
+
+    def __repr__(self) -> str:
+        state = self.state if self.state != "up" or self.alive else "down"
+        return f"<Server {self.name} {state}>"
+
+    def request_log(self) -> list[dict]:
+        """The server's structured request log, oldest first (empty when down)."""
+        if not self.alive:
+            return []
+        if self._wsgi is not None:
+            return list(self._wsgi.log)
+        return _fetch_json(self._port, "log")
+
+    def stats(self) -> dict:
+        """Requests, 5xx errors and live sessions, as the server itself counts them."""
+        if not self.alive:
+            return {"requests": 0, "errors": 0, "sessions": None}
+        if self._wsgi is not None:
+            return self._wsgi.stats()
+        return _fetch_json(self._port, "stats")
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> Server:
+        """Bind, run and wait until the server answers. Returns ``self``."""
+        with self._lock:
+            if self.state == "closed":
+                raise ServerStateError(
+                    f"Server {self.name} is closed; start a new one with lk.serve().")
+            if self.state == "up":
+                return self
+            _lifecycle.claim(self._key, self)
+            sock = self._bind_again()
+            try:
+                if self.isolation == "thread":
+                    self._start_thread(sock)
+                else:
+                    self._start_process(sock)
+            except BaseException:
+                self._stop(graceful=False)
+                _lifecycle.release(self._key, self)
+                self.state = "new" if self.state == "new" else "down"
+                raise
+            self.state = "up"
+            self.generation += 1
+            return self
+
+    def _bind_again(self) -> socket.socket:
+        # A revived server keeps its URL, unless another program took the port.
+        if self._port:
+            try:
+                return _bind(self._port)
+            except PortInUseError:
+                pass
+        sock = _bind(0)
+        self._port = sock.getsockname()[1]
+        return sock
+
+    def _start_thread(self, sock: socket.socket) -> None:
+        app = self._build_in_time()
+        self._wsgi = KitMiddleware(app, name=self.name, workers=self.workers,
+                                   service_time=self.service_time)
+        try:
+            self._http = _KillableServer(HOST, 0, self._wsgi, handler=_QuietHandler,
+                                         fd=sock.fileno())
+        finally:
+            sock.close()  # werkzeug holds its own duplicate of the socket
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": POLL_INTERVAL},
+            name=f"labkit-server-{self.name}", daemon=True)
+        self._thread.start()
+        self._wait_ready(lambda: self._thread.is_alive(), None)
+
+    def _build_in_time(self) -> Any:
+        """Run the factory, but give up after ``ready_timeout`` seconds."""
+        result: dict[str, Any] = {}
+
+        def build() -> None:
+            try:
+                result["app"] = _build_app(self._target)
+            except BaseException as exc:
+                result["error"] = exc
+
+        builder = threading.Thread(target=build, name="labkit-app-factory", daemon=True)
+        builder.start()
+        builder.join(self.ready_timeout)
+        if builder.is_alive():
+            raise ServerStartError(
+                f"Server {self.name}: the app factory did not return within"
+                f" {self.ready_timeout:g} s. Does it wait for something? Make it return"
+                " the app quickly, or pass a larger ready_timeout.")
+        if "error" in result:
+            raise result["error"]
+        return result["app"]
+
+    def _start_process(self, sock: socket.socket) -> None:
+        ctx = multiprocessing.get_context("fork")
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        self._process = ctx.Process(
+            target=_child_main,
+            args=(sock, self._target, self.name, self.workers, self.service_time,
+                  child_end),
+            name=f"labkit-server-{self.name}", daemon=True)
+        self._process.start()
+        sock.close()  # the child owns the listening socket now
+        child_end.close()
+        try:
+            if not parent_end.poll(self.ready_timeout):
+                raise ServerStartError(
+                    f"Server {self.name} did not start within {self.ready_timeout:g} s."
+                    " Does the app factory wait for something? Pass a larger"
+                    " ready_timeout, or use isolation='thread' to see the problem.")
+            try:
+                kind, exc, text = parent_end.recv()
+            except EOFError:
+                raise ServerStartError(
+                    f"Server {self.name} died while starting (exit code"
+                    f" {self._process.exitcode}). Try isolation='thread' to see why.")
+        finally:
+            parent_end.close()
+        if kind == "error":
+            if isinstance(exc, Exception):
+                raise exc
+            raise AppFactoryError(f"Server {self.name} failed to start: {text}")
+        self._wait_ready(self._process.is_alive, self._process)
+
+    def _wait_ready(self, running: Callable[[], bool], process: Any) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if _probe(self._port, timeout=max(0.1, deadline - time.monotonic())):
+                return
+            if not running():
+                break
+            time.sleep(0.01)
+        raise ServerStartError(
+            f"Server {self.name} on port {self._port} did not answer within"
+            f" {self.ready_timeout:g} s. Check that the app starts, then run the cell"
+            " again (or pass a larger ready_timeout).")
+
+    def kill(self) -> None:
+        """Crash the server: connections refused from now on, its memory gone."""
+        with self._lock:
+            self._require_open("kill")
+            if self.state == "up":
+                self._stop(graceful=False)
+                self.state = "down"
+
+    def revive(self) -> Server:
+        """Start a killed server again (a fresh app when built from a factory)."""
+        with self._lock:
+            self._require_open("revive")
+            return self.start()
+
+    def close(self) -> None:
+        """Stop gracefully and release everything. Safe to call twice."""
+        with self._lock:
+            if self.state == "closed":
+                return
+            self._stop(graceful=True)
+            self.state = "closed"
+            _lifecycle.release(self._key, self)
+
+    def _require_open(self, verb: str) -> None:
+        if self.state == "closed":
+            raise ServerStateError(
+                f"Cannot {verb} server {self.name}: it is closed. Start a new one with"
+                " lk.serve().")
+
+    def _stop(self, *, graceful: bool) -> None:
+        if self._http is not None:
+            http_server, self._http = self._http, None
+            http_server.shutdown()      # from this thread, never the serving one
+            http_server.server_close()  # the listening socket: new connections refused
+            http_server.drop_connections()
+            http_server.join_threads(5.0 if graceful else 2.0)
+            if self._thread is not None:
+                self._thread.join(5.0)
+            self._thread = None
+        self._wsgi = None  # the app and everything it remembered goes with it
+        if self._process is not None:
+            process, self._process = self._process, None
+            if process.is_alive():
+                if graceful:
+                    process.terminate()
+                    process.join(5.0)
+                if process.is_alive():
+                    process.kill()
+            process.join(5.0)
+            process.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+def serve(app_or_factory: Any, *, name: str | None = None, isolation: str = "thread",
+          workers: int | None = None, service_time: float = 0.0,
+          ready_timeout: float = READY_TIMEOUT) -> Server:
+    """Serve a Flask app (or a factory of one) on 127.0.0.1 and wait until it answers.
+
+    Args:
+        app_or_factory: a Flask app, or a zero-argument function returning one. With
+            a factory, every start and revive builds a fresh app (empty memory).
+        name: the server's name (shown in reprs and ``X-Served-By``). Serving again
+            under a name that is already live replaces that server.
+        isolation: ``"thread"`` (default) or ``"process"`` (a forked child, so that
+            ``kill()`` is a real SIGKILL and servers use more than one core).
+        workers: at most this many requests are worked on at once (capacity model).
+        service_time: seconds of work each request takes (capacity model).
+
+    Example::
+
+        >>> with lk.serve(make_app, name="hello") as server:
+        ...     requests.get(server.url).headers["X-Served-By"]
+        'hello'
+    """
+    _check_target(app_or_factory)
+    if name is None:
+        name = getattr(app_or_factory, "name", None) or getattr(
+            app_or_factory, "__name__", "server")
+        if name == "<lambda>":
+            name = "server"
+    if not isinstance(name, str) or not name:
+        raise ServerStartError(f"A server name must be a non-empty string, not {name!r}.")
+    server = Server(app_or_factory, name=name, isolation=isolation, workers=workers,
+                    service_time=service_time, ready_timeout=ready_timeout)
+    return server.start()
