@@ -428,7 +428,7 @@ class RedisSessionStore:
 
     def new(self, data: dict | None = None) -> str:
         """Create a session holding ``data`` and return its new random id."""
-        payload = json.dumps(data or {})
+        payload = _encode(data or {})
         while True:  # nx=True: never overwrite a session whose id collided
             sid = secrets.token_urlsafe(32)
             if self._call(self.client.set, self._key(sid), payload, px=self._ttl_ms, nx=True):
@@ -442,27 +442,55 @@ class RedisSessionStore:
         return None if raw is None else json.loads(raw)
 
     def save(self, sid: str, data: dict) -> None:
-        """Store ``data`` as the session's new content and restart its clock."""
-        self._call(self.client.set, self._key(sid), json.dumps(data), px=self._ttl_ms)
+        """Replace the data of the live session ``sid`` and restart its clock.
+
+        Raises KeyError for an id the store does not hold (expired, deleted, never
+        issued): like :class:`~labkit.sessions.MemorySessionStore`, a store never
+        adopts an id it did not issue. ``xx=True`` makes that check atomic in Redis.
+        """
+        written = self._call(self.client.set, self._key(sid), _encode(data),
+                             px=self._ttl_ms, xx=True)
+        if not written:
+            raise KeyError("no live session with this id (expired, revoked or never "
+                           "issued); start one with new()")
 
     def delete(self, sid: str) -> bool:
-        """Forget a session (logout); True if it existed."""
+        """Revoke a session (logout): its id stops working at once. True if it was live."""
+        if not isinstance(sid, str) or not sid:
+            return False
         return bool(self._call(self.client.delete, self._key(sid)))
 
     def rotate(self, sid: str) -> str | None:
-        """Move a session to a fresh id (e.g. at login); the old id stops working."""
-        data = self.get(sid)
-        if data is None:
+        """Move a session to a fresh id (e.g. at login); the old id stops working.
+
+        RENAMENX moves the value in one atomic step, so no request can see the
+        session under both ids, or under neither.
+        """
+        import redis
+
+        if not isinstance(sid, str) or not sid:
             return None
-        new_sid = self.new(data)
-        self.delete(sid)
+        new_sid = secrets.token_urlsafe(32)
+        try:
+            if not self._call(self.client.renamenx, self._key(sid), self._key(new_sid)):
+                return None  # 2**-256 odds: the fresh id exists already
+        except redis.exceptions.ResponseError:  # "no such key": unknown or expired
+            return None
+        self._call(self.client.pexpire, self._key(new_sid), self._ttl_ms)
         return new_sid
+
+    def _keys(self) -> list[str]:
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix) + "*"  # escape glob chars
+        return self._call(lambda: list(self.client.scan_iter(match=pattern, count=1000)))
+
+    def nbytes(self) -> int:
+        """Bytes of Redis memory the sessions take (Redis's own MEMORY USAGE, summed)."""
+        return sum(self._call(self.client.memory_usage, key, samples=0) or 0
+                   for key in self._keys())
 
     def __len__(self) -> int:
         """How many live sessions the store holds (scans the keys: fine for a lab)."""
-        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix) + "*"  # escape glob chars
-        keys = self._call(lambda: list(self.client.scan_iter(match=pattern, count=1000)))
-        return len(keys)
+        return len(self._keys())
 
     def __contains__(self, sid: object) -> bool:
         """True if the session exists (does not restart its clock)."""
@@ -470,3 +498,10 @@ class RedisSessionStore:
 
     def __repr__(self) -> str:
         return f"<RedisSessionStore prefix={self.prefix!r} idle_timeout={self.idle_timeout:g}s>"
+
+
+def _encode(data: dict) -> str:
+    """Session data as compact JSON: what Redis stores (and what a learner can read)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"session data must be a dict, not {type(data).__name__}")
+    return json.dumps(data, separators=(",", ":"))

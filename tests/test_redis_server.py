@@ -159,6 +159,10 @@ def test_session_store_interface(store):
     assert new_sid != sid and sessions.get(sid) is None
     assert sessions.get(new_sid) == {"user": "ada", "cart": ["tea"]}
     assert sessions.rotate("never-issued") is None
+    with pytest.raises(KeyError):  # a store never adopts an id it did not issue
+        sessions.save("never-issued", {"user": "mallory"})
+    assert "never-issued" not in sessions
+    assert 100 < sessions.nbytes() < 1000  # Redis's own count for one small session
     assert sessions.delete(new_sid) is True and sessions.delete(new_sid) is False
     assert len(sessions) == 0 and sessions.get("") is None
     assert sessions.new() and len(sessions) == 1  # empty data is allowed
