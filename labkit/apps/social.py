@@ -1,0 +1,406 @@
+"""The course's small social network: users, posts, "HAHA" reactions, a chat bot.
+
+Several chapters serve this one app, in different *modes* that differ only in how
+the server knows who is asking:
+
+* ``mode="session"`` (stateful): ``POST /login`` checks the password once, stores
+  ``{"user": ...}`` in a server-side session store and sets a ``sid`` cookie. Every
+  later request carries only that cookie; the server looks the user up in memory.
+* ``mode="basic"`` (re-authenticate every time): there is no session. Each request
+  carries the username and password (HTTP Basic auth) and the server checks the
+  password again, every single time.
+* a token mode (chapter 05) plugs in the same way: any object with the
+  :class:`Auth` methods can be passed as ``mode=`` (see :data:`AUTH_MODES`).
+
+Passwords are checked with a deliberately slow key-derivation function
+(PBKDF2-HMAC-SHA256), as real servers do, so that "checking the password again" has
+a real, measurable cost. ``GET /stats`` counts the checks.
+
+Routes (JSON in, JSON out; errors are ``{"error": "<reason>"}`` with a 4xx):
+
+====================================  ===============================================
+``POST /login``                       ``{"username", "password"}``; 200 or 401
+``POST /logout``                      ends the session (session mode)
+``GET  /me``                          who the server thinks you are
+``GET  /posts``, ``GET /posts/<id>``  posts with their reaction counts
+``POST /posts/<id>/react``            ``{"reaction": "HAHA"}``
+``POST /chat``                        ``{"message"}``; context kept on the server
+``POST /chat/replay``                 ``{"history": [...], "message"}``; the client
+                                      sends the whole context every time
+``GET  /stats``                       verifications, sessions, session bytes
+====================================  ===============================================
+
+Every response carries ``X-Request-Bytes``: the size of the request as the server
+received it (request line, headers and body), to compare what each design sends.
+
+Example::
+
+    >>> app = create_app(mode="session")
+    >>> client = app.test_client()
+    >>> client.post("/login", json={"username": "alice", "password": "wonderland"}).json
+    {'mode': 'session', 'user': 'alice'}
+    >>> client.post("/posts/1/react", json={"reaction": "HAHA"}).json["reactions"]
+    {'HAHA': 1}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from flask import Flask, Request, Response, jsonify, request
+
+from ..sessions import MemorySessionStore
+from ._json import ApiError, install_json_errors, json_body
+
+__all__ = ["AUTH_MODES", "Auth", "BasicAuth", "Caller", "PasswordBook", "SessionAuth",
+           "create_app", "DEFAULT_USERS", "REACTIONS", "reply_to"]
+
+# Three people, and a post to react to.
+DEFAULT_USERS = {"alice": "wonderland", "bob": "builder", "ex": "beach-life"}
+DEFAULT_POSTS = (
+    ("ex", "Enjoying life at the beach, never been happier!"),
+    ("bob", "Fixed my bike all by myself."),
+)
+REACTIONS = ("LIKE", "LOVE", "HAHA", "WOW", "SAD", "ANGRY")
+
+# About 15-20 ms per check on a laptop: slow enough to measure, fast enough to teach.
+# OWASP asks real servers for 600,000 PBKDF2-SHA256 iterations (a few hundred ms).
+DEFAULT_KDF_ITERATIONS = 100_000
+
+
+class PasswordBook:
+    """Users and their salted password hashes; counts every (slow) verification.
+
+    >>> book = PasswordBook({"alice": "wonderland"}, iterations=1_000)
+    >>> book.verify("alice", "wonderland"), book.verify("alice", "guess")
+    (True, False)
+    >>> book.verifications
+    2
+    """
+
+    def __init__(self, users: dict[str, str], *, iterations: int = DEFAULT_KDF_ITERATIONS
+                 ) -> None:
+        self.iterations = iterations
+        self.verifications = 0      # how many times a password was checked
+        self.kdf_seconds = 0.0      # time spent inside the KDF, in total
+        self._lock = threading.Lock()
+        self._hashes = {name: self._derive(pw, os.urandom(16)) for name, pw in users.items()}
+        # Unknown users get checked against a dummy hash, so that "no such user" takes
+        # as long as "wrong password" and timing does not reveal who has an account.
+        self._dummy = self._derive("not a password", os.urandom(16))
+
+    def _derive(self, password: str, salt: bytes) -> tuple[bytes, bytes]:
+        return salt, hashlib.pbkdf2_hmac("sha256", password.encode(), salt, self.iterations)
+
+    def verify(self, username: str, password: str) -> bool:
+        """Check a password the slow way; True if it matches."""
+        salt, expected = self._hashes.get(username, self._dummy)
+        start = time.perf_counter()
+        _, got = self._derive(password, salt)
+        with self._lock:
+            self.verifications += 1
+            self.kdf_seconds += time.perf_counter() - start
+        return username in self._hashes and hmac.compare_digest(got, expected)
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+
+@dataclass
+class Caller:
+    """Who sent this request, and (stateful modes) the session data that came with it."""
+
+    user: str
+    session: dict | None = None
+    sid: str | None = None
+
+
+class Auth(Protocol):
+    """How an app in some mode knows who is asking. The seam for new modes.
+
+    ``install`` runs once when the app is built; ``identify`` runs on every request
+    and returns a :class:`Caller` or raises :class:`ApiError` (401); ``login`` runs
+    after a correct password and returns extra JSON for the login answer (a token
+    mode would return its token here); ``remember`` saves ``caller.session`` back;
+    ``logout`` ends whatever ``login`` started.
+    """
+
+    name: str
+
+    def install(self, app: Flask, passwords: PasswordBook) -> None: ...
+    def identify(self, req: Request) -> Caller: ...
+    def login(self, user: str, response: Response) -> dict: ...
+    def remember(self, caller: Caller) -> None: ...
+    def logout(self, req: Request, response: Response) -> None: ...
+
+
+class SessionAuth:
+    """Stateful: check the password once, then know the user by a session cookie."""
+
+    name = "session"
+    cookie = "sid"
+
+    def __init__(self, store: Any | None = None, **store_options: Any) -> None:
+        self.store = store if store is not None else MemorySessionStore(**store_options)
+
+    def install(self, app: Flask, passwords: PasswordBook) -> None:
+        app.config["LABKIT_SESSION_COOKIE"] = self.cookie  # the kit logs its hash
+        app.extensions["labkit.sessions"] = self.store      # the kit counts sessions
+
+    def identify(self, req: Request) -> Caller:
+        sid = req.cookies.get(self.cookie)
+        if not sid:
+            raise ApiError(401, "login_required", "Log in first: POST /login.")
+        data = self.store.get(sid)  # no password check here: that is the point
+        if data is None:
+            raise ApiError(401, "unknown_session",
+                           "This session is unknown or has expired; log in again.")
+        return Caller(user=data["user"], session=data, sid=sid)
+
+    def login(self, user: str, response: Response) -> dict:
+        sid = self.store.new({"user": user, "history": []})
+        response.set_cookie(self.cookie, sid, httponly=True, samesite="Lax")
+        return {}
+
+    def remember(self, caller: Caller) -> None:
+        if caller.sid is not None and caller.session is not None:
+            try:
+                self.store.save(caller.sid, caller.session)
+            except KeyError:  # expired between identify and now: nothing to keep
+                pass
+
+    def logout(self, req: Request, response: Response) -> None:
+        self.store.delete(req.cookies.get(self.cookie))
+        response.delete_cookie(self.cookie)
+
+
+class BasicAuth:
+    """Stateless about users: every request carries the password, checked every time."""
+
+    name = "basic"
+
+    def install(self, app: Flask, passwords: PasswordBook) -> None:
+        self.passwords = passwords
+
+    def identify(self, req: Request) -> Caller:
+        auth = req.authorization
+        if auth is None or auth.type != "basic" or not auth.username:
+            raise ApiError(401, "credentials_required",
+                           "Send your username and password with every request.")
+        if not self.passwords.verify(auth.username, auth.password or ""):
+            raise ApiError(401, "bad_credentials", "Wrong username or password.")
+        return Caller(user=auth.username)
+
+    def login(self, user: str, response: Response) -> dict:
+        return {}  # nothing to remember: the next request brings the password again
+
+    def remember(self, caller: Caller) -> None:
+        pass
+
+    def logout(self, req: Request, response: Response) -> None:
+        pass
+
+
+#: Mode names accepted by :func:`create_app`; each maps to a zero-argument-ish
+#: constructor ``(store_options) -> Auth``. A new mode can also be passed directly as
+#: an object with the :class:`Auth` methods.
+AUTH_MODES: dict[str, Callable[..., Auth]] = {
+    "session": SessionAuth,
+    "basic": lambda **_: BasicAuth(),
+}
+
+
+def reply_to(history: list[str], message: str) -> str:
+    """The chat bot's answer: it needs the *whole* conversation to give it.
+
+    A toy stand-in for a model that "learns" from previous context: it answers with
+    the word you have used most across every message so far.
+
+    >>> reply_to(["I like tea", "tea is hot"], "more tea please")
+    "turn 3: your favourite word so far is 'tea' (3 times)"
+    """
+    words = Counter(w.strip(".,!?").lower() for m in [*history, message] for w in m.split())
+    words.pop("", None)
+    if not words:
+        return f"turn {len(history) + 1}: say something!"
+    # Most frequent first; ties broken alphabetically so the answer is deterministic.
+    word, count = min(words.items(), key=lambda kv: (-kv[1], kv[0]))
+    return (f"turn {len(history) + 1}: your favourite word so far is {word!r} "
+            f"({count} time{'s' if count != 1 else ''})")
+
+
+@dataclass
+class _Post:
+    id: int
+    author: str
+    text: str
+    reactions: Counter = field(default_factory=Counter)
+
+    def as_json(self) -> dict:
+        return {"id": self.id, "author": self.author, "text": self.text,
+                "reactions": dict(sorted(self.reactions.items()))}
+
+
+def create_app(
+    mode: str | Auth = "session",
+    *,
+    store: Any | None = None,
+    idle_timeout: float | None = None,
+    absolute_timeout: float | None = None,
+    max_sessions: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    users: dict[str, str] | None = None,
+    extra_users: int = 0,
+    kdf_iterations: int = DEFAULT_KDF_ITERATIONS,
+) -> Flask:
+    """Build the social app in the given ``mode`` (``"session"`` or ``"basic"``).
+
+    Arguments:
+
+    * ``mode``: a name from :data:`AUTH_MODES`, or an :class:`Auth` object.
+    * ``store``: the session store (session mode). Default: a fresh
+      :class:`~labkit.sessions.MemorySessionStore` built with ``idle_timeout``,
+      ``absolute_timeout``, ``max_sessions`` and ``clock``, living in this app's
+      memory (so it dies with the server).
+    * ``users``: ``{name: password}``; default :data:`DEFAULT_USERS`.
+      ``extra_users=n`` adds ``user1`` ... ``usern`` with password ``pw-user1`` etc.
+    * ``kdf_iterations``: PBKDF2 cost; lower it for experiments with many logins.
+    """
+    if isinstance(mode, str):
+        if mode not in AUTH_MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {sorted(AUTH_MODES)}"
+                             " or pass an Auth object")
+        auth = AUTH_MODES[mode](store=store, idle_timeout=idle_timeout,
+                                absolute_timeout=absolute_timeout,
+                                max_sessions=max_sessions, clock=clock)
+    else:
+        auth = mode
+
+    people = dict(DEFAULT_USERS if users is None else users)
+    people.update({f"user{i}": f"pw-user{i}" for i in range(1, extra_users + 1)})
+    passwords = PasswordBook(people, iterations=kdf_iterations)
+    posts = {i: _Post(i, author, text) for i, (author, text) in enumerate(DEFAULT_POSTS, 1)}
+    posts_lock = threading.Lock()
+
+    app = Flask("labkit.apps.social")
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.extensions["labkit.social"] = {"auth": auth, "passwords": passwords}
+    install_json_errors(app)
+    auth.install(app, passwords)
+
+    @app.after_request
+    def _count_bytes(response: Response) -> Response:
+        response.headers["X-Request-Bytes"] = str(_request_size(request))
+        return response
+
+    @app.post("/login")
+    def login():
+        body = json_body(username=str, password=str)
+        if not passwords.verify(body["username"], body["password"]):
+            raise ApiError(401, "bad_credentials", "Wrong username or password.")
+        # The mode decides what "logged in" means: a cookie, nothing, a token...
+        response = Response(mimetype="application/json")
+        extra = auth.login(body["username"], response)
+        response.set_data(json.dumps({"mode": auth.name, "user": body["username"], **extra}))
+        return response
+
+    @app.post("/logout")
+    def logout():
+        response = jsonify(logged_out=True)
+        auth.logout(request, response)
+        return response
+
+    @app.get("/me")
+    def me():
+        return {"mode": auth.name, "user": auth.identify(request).user}
+
+    @app.get("/posts")
+    def list_posts():
+        with posts_lock:
+            return {"posts": [p.as_json() for p in posts.values()]}
+
+    @app.get("/posts/<int:post_id>")
+    def show_post(post_id: int):
+        with posts_lock:
+            return _post(posts, post_id).as_json()
+
+    @app.post("/posts/<int:post_id>/react")
+    def react(post_id: int):
+        caller = auth.identify(request)
+        body = json_body(reaction=str)
+        if body["reaction"] not in REACTIONS:
+            raise ApiError(422, "unknown_reaction", f"Pick one of {', '.join(REACTIONS)}.")
+        with posts_lock:
+            post = _post(posts, post_id)
+            post.reactions[body["reaction"]] += 1
+            return {**post.as_json(), "by": caller.user}
+
+    @app.post("/chat")
+    def chat():
+        caller = auth.identify(request)
+        if caller.session is None:
+            raise ApiError(409, "no_server_context",
+                           f"Mode {auth.name!r} keeps no context; use POST /chat/replay.")
+        message = json_body(message=str)["message"]
+        history = caller.session.setdefault("history", [])
+        answer = reply_to(history, message)
+        history.append(message)      # the context grows on the server...
+        auth.remember(caller)
+        return {"reply": answer, "turn": len(history)}
+
+    @app.post("/chat/replay")
+    def chat_replay():
+        auth.identify(request)
+        body = json_body(history=list, message=str)
+        if not all(isinstance(m, str) for m in body["history"]):
+            raise ApiError(422, "wrong_shape", "history must be a list of strings.")
+        # ...or the client carries it and sends all of it, every time.
+        return {"reply": reply_to(body["history"], body["message"]),
+                "turn": len(body["history"]) + 1}
+
+    @app.get("/stats")
+    def stats():
+        store_ = app.extensions.get("labkit.sessions")
+        return {
+            "mode": auth.name,
+            "users": len(passwords),
+            "verifications": passwords.verifications,
+            "sessions": len(store_) if store_ is not None else None,
+            "session_bytes": store_.nbytes() if hasattr(store_, "nbytes") else None,
+        }
+
+    return app
+
+
+def _post(posts: dict[int, _Post], post_id: int) -> _Post:
+    try:
+        return posts[post_id]
+    except KeyError:
+        raise ApiError(404, "no_such_post", f"There is no post {post_id}.") from None
+
+
+def _request_size(req: Request) -> int:
+    """Bytes of the request as received: request line, headers, blank line, body.
+
+    Rebuilt from what the server parsed (WSGI keeps no raw copy); header names keep
+    their length when WSGI upper-cases them, so the count matches the wire.
+    """
+    env = req.environ
+    uri = env.get("REQUEST_URI") or env.get("RAW_URI") or req.full_path
+    size = len(f"{req.method} {uri} {env.get('SERVER_PROTOCOL', 'HTTP/1.1')}\r\n")
+    for key, value in env.items():
+        if key.startswith("HTTP_") or key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if value == "" and key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                continue
+            name = key[5:] if key.startswith("HTTP_") else key
+            size += len(name) + 2 + len(str(value).encode("latin-1", "replace")) + 2
+    return size + 2 + (req.content_length or 0)
