@@ -351,6 +351,7 @@ class Server:
                 else:
                     self._start_process(sock)
             except BaseException:
+                sock.close()  # harmless if already handed over and closed
                 self._stop(graceful=False)
                 _lifecycle.release(self._key, self)
                 self.state = "new" if self.state == "new" else "down"

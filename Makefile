@@ -1,0 +1,53 @@
+# Two commands: `make lab` to learn, `make test` to check everything.
+# Both create .venv and install the course into it first, so a fresh clone with
+# Python 3.11+ and git needs nothing else.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+PORT   ?= 8888
+
+.PHONY: setup lab test unit notebooks release grade benchmark doctor outputs clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s); set PYTHON=/path/to/python3.11" % sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) chapters/00_two_ways_to_serve.ipynb
+
+test: unit notebooks
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+notebooks: $(STAMP)
+	$(BIN)/python -m pytest $(NBVAL) chapters solutions
+
+# Instructor helpers -----------------------------------------------------------
+
+release: $(STAMP)
+	$(BIN)/labkit release
+
+grade: $(STAMP)
+	$(BIN)/labkit grade exercises
+
+doctor: $(STAMP)
+	$(BIN)/labkit doctor
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/harness.py
+
+# Re-execute every chapter and solution in place, storing fresh outputs.
+outputs: $(STAMP)
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace chapters/*.ipynb solutions/*.ipynb
+
+clean:
+	rm -rf $(VENV) *.egg-info

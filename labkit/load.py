@@ -1,0 +1,360 @@
+"""Load tests: many simulated users, each with its own cookie jar, on real HTTP.
+
+    >>> report = lk.load_test(cluster, users=10, requests=200, seed=0)
+    >>> report.ok, report.failed
+    (200, 0)
+    >>> report.per_server
+    {'s1': 67, 's2': 67, 's3': 66}
+
+Each user is a thread with one kept-alive connection (``http.client``, the leanest
+client in the standard library, so the measurement is of the servers, not of the
+client). Users send ``X-Client-Id: user-N``, keep the cookies they are given, and
+send them back, like browsers. The sequence of requests is fixed by ``seed``.
+
+A fault schedule can run during the test: ``faults=[lk.Fault("kill", "s2", at=0.3),
+lk.Fault("revive", "s2", at=0.7)]`` kills ``s2`` once 30% of the requests are done.
+"""
+
+from __future__ import annotations
+
+import html
+import http.client
+import json as jsonlib
+import math
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit
+
+from .errors import LabkitError
+
+Step = tuple  # (method, path) or (method, path, json_body)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Kill or revive a cluster's server once a fraction ``at`` of the run is done."""
+
+    action: str
+    server: str
+    at: float
+
+    def __post_init__(self) -> None:
+        if self.action not in ("kill", "revive"):
+            raise LabkitError(f"A fault's action is 'kill' or 'revive', not {self.action!r}.")
+        if not 0.0 <= self.at <= 1.0:
+            raise LabkitError(f"A fault's `at` is a fraction of the run, 0 to 1, not {self.at!r}.")
+
+
+@dataclass
+class Sample:
+    """One request of a load test."""
+
+    user: int
+    start: float          # seconds since the load began
+    latency: float        # seconds
+    status: int           # 0 when no answer came (connection refused or cut)
+    server: str | None    # from X-Served-By
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 0 < self.status < 500
+
+
+@dataclass
+class LoadReport:
+    """What a load test measured. ``plot()`` draws latency over time."""
+
+    users: int
+    samples: list[Sample]
+    duration: float
+    fault_log: list[tuple[float, str, str]] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return len(self.samples)
+
+    @property
+    def ok(self) -> int:
+        return sum(s.ok for s in self.samples)
+
+    @property
+    def failed(self) -> int:
+        return self.requests - self.ok
+
+    @property
+    def throughput(self) -> float:
+        """Completed requests per second."""
+        return self.requests / self.duration if self.duration else 0.0
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile of latency, in milliseconds (nearest rank)."""
+        latencies = sorted(s.latency for s in self.samples)
+        if not latencies:
+            return 0.0
+        rank = max(0, min(len(latencies) - 1, math.ceil(q / 100 * len(latencies)) - 1))
+        return latencies[rank] * 1000
+
+    p50 = property(lambda self: self.percentile(50))
+    p95 = property(lambda self: self.percentile(95))
+    p99 = property(lambda self: self.percentile(99))
+
+    @property
+    def per_server(self) -> dict[str, int]:
+        """Requests answered by each server (from ``X-Served-By``), by name."""
+        return dict(sorted(Counter(s.server for s in self.samples if s.server).items()))
+
+    @property
+    def statuses(self) -> dict[int, int]:
+        """How many answers of each HTTP status (0 = no answer at all)."""
+        return dict(sorted(Counter(s.status for s in self.samples).items()))
+
+    def _summary(self) -> list[tuple[str, str]]:
+        servers = ", ".join(f"{k} {v}" for k, v in self.per_server.items()) or "-"
+        return [("requests", f"{self.requests} from {self.users} users"),
+                ("ok / failed", f"{self.ok} / {self.failed}"),
+                ("throughput", f"{self.throughput:.1f} requests/s"),
+                ("latency p50 / p95 / p99", f"{self.p50:.1f} / {self.p95:.1f} / {self.p99:.1f} ms"),
+                ("per server", servers)]
+
+    def __repr__(self) -> str:
+        return "<LoadReport " + "; ".join(f"{k}: {v}" for k, v in self._summary()) + ">"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                       f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+                       for k, v in self._summary())
+        return f"<table><caption>Load test</caption>{rows}</table>"
+
+    def fault_periods(self) -> list[tuple[str, float, float]]:
+        """``(server, down_from, down_until)`` in seconds, from the fault schedule."""
+        periods, down = [], {}
+        for when, action, server in self.fault_log:
+            if action == "kill":
+                down.setdefault(server, when)
+            elif server in down:
+                periods.append((server, down.pop(server), when))
+        periods += [(server, start, self.duration) for server, start in down.items()]
+        return sorted(periods, key=lambda p: (p[1], p[0]))
+
+    def plot(self, ax: Any = None) -> Any:
+        """Latency over time, one colour per server, fault periods shaded."""
+        from matplotlib.figure import Figure
+
+        if ax is None:
+            fig = Figure(figsize=(7, 3.2), layout="constrained")
+            ax = fig.add_subplot()
+        names = sorted({s.server or "no answer" for s in self.samples})
+        for name in names:
+            pts = [(s.start, s.latency * 1000) for s in self.samples
+                   if (s.server or "no answer") == name]
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=6, label=name,
+                       marker="x" if name == "no answer" else "o")
+        for server, start, end in self.fault_periods():
+            ax.axvspan(start, end, color="tab:red", alpha=0.12)
+            ax.text(start, 1.0, f" {server} down", transform=ax.get_xaxis_transform(),
+                    va="top", fontsize=8, color="tab:red")
+        ax.set_xlabel("time since start (s)")
+        ax.set_ylabel("latency (ms)")
+        ax.legend(fontsize=8, loc="upper right")
+        return ax.figure
+
+
+class _User:
+    """One simulated user: a kept-alive connection and a cookie jar."""
+
+    def __init__(self, index: int, host: str, port: int, timeout: float,
+                 headers: dict[str, str]) -> None:
+        self.index = index
+        self.host, self.port, self.timeout = host, port, timeout
+        self.cookies: dict[str, str] = {}
+        self.headers = {"X-Client-Id": f"user-{index}", "User-Agent": "labkit-load",
+                        **headers}
+        self.conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, str | None]:
+        headers = dict(self.headers)
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        data = None
+        if body is not None:
+            data = jsonlib.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port,
+                                                       timeout=self.timeout)
+            try:
+                self.conn.request(method, path, body=data, headers=headers)
+                response = self.conn.getresponse()
+                response.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError,
+                    ConnectionResetError) if attempt == 1 else () as exc:
+                # A kept-alive connection the server had closed: one fresh try,
+                # as every HTTP client library does.
+                self.close()
+            except Exception:
+                self.close()
+                raise
+        self._remember_cookies(response.headers.get_all("Set-Cookie") or [])
+        if response.will_close:
+            self.close()
+        return response.status, response.headers.get("X-Served-By")
+
+    def _remember_cookies(self, set_cookies: list[str]) -> None:
+        for line in set_cookies:
+            pair, *attributes = line.split(";")
+            name, _, value = pair.strip().partition("=")
+            expired = any(a.strip().lower() in ("max-age=0", "max-age=-1")
+                          for a in attributes) or value == ""
+            if expired:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def _target_url(target: Any) -> str:
+    url = target if isinstance(target, str) else getattr(target, "url", None)
+    if not isinstance(url, str) or not url.startswith("http://"):
+        raise LabkitError(
+            f"load_test() needs a URL like 'http://127.0.0.1:8000', a Server or a"
+            f" Cluster, not {target!r:.60}.")
+    return url
+
+
+def load_test(target: Any, *, users: int = 10, requests: int = 200, seed: int = 0,
+              path: str | Sequence[str] = "/", method: str = "GET",
+              setup: Callable[[int], list[Step]] | None = None,
+              faults: Sequence[Fault] = (), headers: dict[str, str] | None = None,
+              timeout: float = 10.0, progress: bool = True) -> LoadReport:
+    """Run ``requests`` requests from ``users`` concurrent users against ``target``.
+
+    Args:
+        target: a URL, a :class:`Server` or a :class:`Cluster` (faults need one).
+        users: simulated users, each with its own connection and cookie jar.
+        requests: total requests across all users (shared out evenly).
+        seed: fixes which path each request takes when ``path`` is a list.
+        path: one path, or a list to pick from at random (seeded).
+        setup: ``setup(user) -> [(method, path, json_body), ...]`` run by each user
+            before the measured load (for example, a login). Not counted.
+        faults: :class:`Fault` events, fired when that fraction of requests is done.
+
+    Example::
+
+        >>> lk.load_test(server, users=4, requests=100).ok
+        100
+    """
+    url = _target_url(target)
+    if not isinstance(users, int) or users < 1:
+        raise LabkitError(f"users must be a whole number >= 1, not {users!r}.")
+    if not isinstance(requests, int) or requests < 1:
+        raise LabkitError(f"requests must be a whole number >= 1, not {requests!r}.")
+    if faults and not callable(getattr(target, "kill", None)):
+        raise LabkitError("A fault schedule needs the Cluster itself as the target"
+                          " (load_test(cluster, faults=...)), not just its URL.")
+    users = min(users, requests)
+    parts = urlsplit(url)
+    paths = [path] if isinstance(path, str) else list(path)
+    base = parts.path.rstrip("/")
+
+    samples: list[Sample] = []
+    fault_log: list[tuple[float, str, str]] = []
+    pending = sorted(faults, key=lambda f: f.at)
+    lock = threading.Lock()
+    done = [0]
+    ready = threading.Barrier(users + 1)
+    finished = threading.Event()
+    t0 = [0.0]
+    errors: list[BaseException] = []
+
+    def fire_faults() -> None:
+        # Called under `lock` by whichever user finished the request that crossed
+        # a fault's threshold, so faults happen at the same point every run.
+        while pending and done[0] >= pending[0].at * requests:
+            fault = pending.pop(0)
+            getattr(target, fault.action)(fault.server)
+            fault_log.append((time.perf_counter() - t0[0], fault.action, fault.server))
+
+    def run_user(index: int) -> None:
+        user = _User(index, parts.hostname, parts.port or 80, timeout, headers or {})
+        rng = random.Random(f"{seed}:{index}")
+        quota = requests // users + (1 if index < requests % users else 0)
+        mine: list[Sample] = []
+        try:
+            for step in (setup(index) if setup else []):
+                m, p, body = (tuple(step) + (None,))[:3]
+                try:
+                    user.request(m, base + p, body)
+                except Exception:
+                    pass  # a failed setup shows up in the measured requests
+        finally:
+            ready.wait()
+        try:
+            for _ in range(quota):
+                p = paths[0] if len(paths) == 1 else rng.choice(paths)
+                start = time.perf_counter()
+                try:
+                    status, server = user.request(method, base + p)
+                    error = None
+                except Exception as exc:  # refused, cut, timed out: a failed request
+                    status, server, error = 0, None, type(exc).__name__
+                end = time.perf_counter()
+                mine.append(Sample(index, start - t0[0], end - start, status, server, error))
+                with lock:
+                    done[0] += 1
+                    if pending:
+                        fire_faults()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            user.close()
+            with lock:
+                samples.extend(mine)
+
+    threads = [threading.Thread(target=run_user, args=(i,), name=f"labkit-user-{i}",
+                                daemon=True) for i in range(users)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    t0[0] = time.perf_counter()
+    monitor = _progress(requests, done, finished) if progress else None
+    for thread in threads:
+        thread.join()
+    duration = time.perf_counter() - t0[0]
+    finished.set()
+    if monitor is not None:
+        monitor.join()
+    if errors:
+        raise errors[0]
+    samples.sort(key=lambda s: s.start)
+    return LoadReport(users=users, samples=samples, duration=duration,
+                      fault_log=fault_log)
+
+
+def _progress(total: int, done: list[int], finished: threading.Event) -> threading.Thread:
+    """A progress bar fed from a counter, so users never wait on the bar."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="req", leave=False, mininterval=0.5)
+
+    def update() -> None:
+        shown = 0
+        while not finished.wait(0.25):
+            bar.update(done[0] - shown)
+            shown = done[0]
+        bar.update(done[0] - shown)
+        bar.close()
+
+    thread = threading.Thread(target=update, name="labkit-progress", daemon=True)
+    thread.start()
+    return thread
