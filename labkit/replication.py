@@ -9,7 +9,8 @@ Two classic protocols do that (the same two that CPU caches use):
   local and free; writes cost one message per peer, each carrying the whole session.
 * **write-invalidate**: a write sends only a short "your copy is stale, I own it now"
   to every peer. A peer that later needs the session fetches it from the owner
-  (one message), then reads it locally until the next invalidation.
+  (one message), then reads it locally until the next invalidation. While nobody
+  else has fetched a copy, the owner's further writes send nothing at all.
 
 Every message here is a real HTTP request between kit servers, and every one is
 recorded in :attr:`Replication.messages`. Each answer to a client also says how many
@@ -69,6 +70,7 @@ class _Copy:
     data: dict | None
     version: int
     owner: str  # the name of the server that holds the latest version
+    exclusive: bool = False  # owner only: no peer holds a valid copy right now
 
 
 class Replication:
@@ -212,10 +214,16 @@ class Replication:
             with lock:
                 old = copies.get(sid)
                 version = (old.version if old else 0) + 1
-                copies[sid] = _Copy(data, version, owner=me())
+                # Write-invalidate: if we own it and nobody fetched it since our last
+                # invalidation, every peer's copy is already invalid. Nothing to send.
+                quiet = group.protocol == "invalidate" and old is not None and old.exclusive
+                copies[sid] = _Copy(data, version, owner=me(),
+                                    exclusive=group.protocol == "invalidate")
             if group.protocol == "update":  # the whole session goes to every peer
                 body = {"data": data, "version": version}
                 return group._broadcast("update", me(), "PUT", f"/peer/session/{sid}", body)
+            if quiet:
+                return 0
             body = {"owner": me(), "version": version}  # just "yours is stale"
             return group._broadcast("invalidate", me(), "POST", f"/peer/invalidate/{sid}", body)
 
@@ -292,9 +300,10 @@ class Replication:
         def serve_copy(sid: str):
             with lock:
                 copy = copies.get(sid)
-            if copy is None or copy.data is None:
-                return answer({"error": "no_valid_copy"}, 0, 404)
-            return answer({"data": copy.data, "version": copy.version}, 0)
+                if copy is None or copy.data is None:
+                    return answer({"error": "no_valid_copy"}, 0, 404)
+                copy.exclusive = False  # a peer holds a copy now: next write invalidates
+                return answer({"data": copy.data, "version": copy.version}, 0)
 
         @app.delete("/peer/session/<sid>")
         def receive_delete(sid: str):

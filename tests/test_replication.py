@@ -51,16 +51,38 @@ def test_messages_per_write_and_per_read(protocol):
         assert cluster.stats()["s1"]["sessions"] == 1
 
 
+def test_the_chapter_script(protocol):
+    """The request sequence of chapter 04, message by message."""
+    group, cluster = _group(protocol)
+    with cluster, requests.Session() as ada:
+        s1, s2, s3 = cluster.servers
+        steps = [(s1, "POST", "/login", {"user": "ada"}), (s2, "GET", "/cart", None),
+                 (s2, "GET", "/cart", None), (s3, "POST", "/cart", {"item": "tea"}),
+                 (s3, "POST", "/cart", {"item": "jam"}), (s1, "GET", "/cart", None),
+                 (s2, "GET", "/cart", None), (s3, "GET", "/cart", None),
+                 (s3, "POST", "/cart", {"item": "pie"}), (s3, "POST", "/cart", {"item": "ham"})]
+        sent = [int(_on(server, ada, method, path, json=body).headers["X-Peer-Messages"])
+                for server, method, path, body in steps]
+        expected = {"update": [2, 0, 0, 2, 2, 0, 0, 0, 2, 2],
+                    # fetch before the first write on s3; its second write is free;
+                    # after s1 and s2 fetched, s3 must invalidate again, then not.
+                    "invalidate": [2, 1, 0, 3, 0, 1, 1, 0, 2, 0]}[protocol]
+        assert sent == expected
+        assert group.count() == sum(expected)
+
+
 def test_update_carries_the_session_invalidate_does_not():
     sizes = {}
     for protocol in ("update", "invalidate"):
         group, cluster = _group(protocol)
         with cluster, requests.Session() as ada:
-            s1 = cluster.servers[0]
+            s1, s2, _ = cluster.servers
             _on(s1, ada, "POST", "/login", json={"user": "ada"})
+            _on(s2, ada, "GET", "/cart")  # s2 holds a copy: the write must reach it
             group.reset()
             _on(s1, ada, "POST", "/cart", json={"item": "x" * 1000})
             sizes[protocol] = {m.nbytes for m in group.messages}
+            assert len(group.messages) == 2
     assert min(sizes["update"]) > 1000  # the whole session travels to every peer
     assert max(sizes["invalidate"]) < 100  # only "yours is stale, I own it"
 
