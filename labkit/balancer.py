@@ -294,6 +294,17 @@ class Balancer:
         no_body = method == "HEAD" or status in (204, 304) or status < 200
         length = None if no_body else _http.content_length(headers)
         chunked = not no_body and _http.is_chunked(headers)
+        body = b""
+        if length:
+            # Read the whole body before answering: if the server dies now, nothing
+            # has reached the client yet, so the request can still be retried.
+            try:
+                body = upstream.rfile.read(length)
+            except OSError:
+                body = b""
+            if len(body) < length:
+                upstreams.pop(backend.name, None).close()
+                raise _Unreachable("the server died while answering")
         until_close = not no_body and length is None and not chunked
         close_client = wants_close or until_close
 
@@ -320,7 +331,7 @@ class Balancer:
             if no_body:
                 conn.sendall(head)
             elif length is not None:
-                conn.sendall(head + upstream.rfile.read(length))
+                conn.sendall(head + body)
             elif chunked:
                 conn.sendall(head)
                 _http.read_chunked(upstream.rfile, conn.sendall)
