@@ -6,10 +6,10 @@
     >>> report.per_server
     {'s1': 67, 's2': 67, 's3': 66}
 
-Each user is a thread with one kept-alive connection (``http.client``, the leanest
-client in the standard library, so the measurement is of the servers, not of the
-client). Users send ``X-Client-Id: user-N``, keep the cookies they are given, and
-send them back, like browsers. The sequence of requests is fixed by ``seed``.
+Each user is a thread with one kept-alive connection and a lean HTTP/1.1 client
+(so that the measurement is of the servers, not of the client). Users send
+``X-Client-Id: user-N``, keep the cookies they are given, and send them back, like
+browsers. The sequence of requests is fixed by ``seed``.
 
 A fault schedule can run during the test: ``faults=[lk.Fault("kill", "s2", at=0.3),
 lk.Fault("revive", "s2", at=0.7)]`` kills ``s2`` once 30% of the requests are done.
@@ -18,10 +18,10 @@ lk.Fault("revive", "s2", at=0.7)]`` kills ``s2`` once 30% of the requests are do
 from __future__ import annotations
 
 import html
-import http.client
 import json as jsonlib
 import math
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
+from . import _http
 from .errors import LabkitError
 
 Step = tuple  # (method, path) or (method, path, json_body)
@@ -164,63 +165,111 @@ class LoadReport:
         return ax.figure
 
 
+class _Dropped(Exception):
+    """A kept-alive connection was closed by the server before it answered."""
+
+
 class _User:
-    """One simulated user: a kept-alive connection and a cookie jar."""
+    """One simulated user: a kept-alive connection and a cookie jar.
+
+    It speaks HTTP/1.1 over a plain socket with the kit's own framing helpers
+    (``_http``): the standard library's clients parse every response header with the
+    email package, which would make the client, not the servers, the bottleneck.
+    """
 
     def __init__(self, index: int, host: str, port: int, timeout: float,
                  headers: dict[str, str]) -> None:
         self.index = index
         self.host, self.port, self.timeout = host, port, timeout
         self.cookies: dict[str, str] = {}
-        self.headers = {"X-Client-Id": f"user-{index}", "User-Agent": "labkit-load",
-                        **headers}
-        self.conn: http.client.HTTPConnection | None = None
+        fixed = {"Host": f"{host}:{port}", "X-Client-Id": f"user-{index}",
+                 "User-Agent": "labkit-load", **headers}
+        self.fixed_head = "".join(f"{k}: {v}\r\n" for k, v in fixed.items())
+        self.sock: socket.socket | None = None
+        self.rfile: Any = None
+        self.reused = False
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, str | None]:
-        headers = dict(self.headers)
+        head = f"{method} {path} HTTP/1.1\r\n{self.fixed_head}"
         if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        data = None
+            head += "Cookie: " + "; ".join(f"{k}={v}" for k, v in self.cookies.items()) + "\r\n"
+        data = b""
         if body is not None:
             data = jsonlib.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        for attempt in (1, 2):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port,
-                                                       timeout=self.timeout)
-            try:
-                self.conn.request(method, path, body=data, headers=headers)
-                response = self.conn.getresponse()
-                response.read()
-                break
-            except (http.client.RemoteDisconnected, BrokenPipeError,
-                    ConnectionResetError) if attempt == 1 else () as exc:
-                # A kept-alive connection the server had closed: one fresh try,
-                # as every HTTP client library does.
-                self.close()
-            except Exception:
-                self.close()
-                raise
-        self._remember_cookies(response.headers.get_all("Set-Cookie") or [])
-        if response.will_close:
-            self.close()
-        return response.status, response.headers.get("X-Served-By")
+            head += "Content-Type: application/json\r\n"
+        if data or method in ("POST", "PUT", "PATCH"):
+            head += f"Content-Length: {len(data)}\r\n"
+        message = (head + "\r\n").encode("latin-1") + data
+        try:
+            return self._exchange(message, method)
+        except _Dropped:
+            # The server had closed this kept-alive connection before reading the
+            # request: one fresh try, as browsers and HTTP libraries do.
+            return self._exchange(message, method)
 
-    def _remember_cookies(self, set_cookies: list[str]) -> None:
-        for line in set_cookies:
-            pair, *attributes = line.split(";")
-            name, _, value = pair.strip().partition("=")
-            expired = any(a.strip().lower() in ("max-age=0", "max-age=-1")
-                          for a in attributes) or value == ""
-            if expired:
-                self.cookies.pop(name, None)
-            else:
-                self.cookies[name] = value
+    def _exchange(self, message: bytes, method: str) -> tuple[int, str | None]:
+        if self.sock is None:
+            self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.rfile = self.sock.makefile("rb", buffering=65536)
+            self.reused = False
+        reused, self.reused = self.reused, True
+        try:
+            self.sock.sendall(message)
+            status_line, headers = _http.read_head(self.rfile)
+        except (_http.Closed, ConnectionResetError, BrokenPipeError) as exc:
+            self.close()
+            if reused:
+                raise _Dropped() from exc
+            raise ConnectionError("the server closed the connection") from exc
+        except BaseException:
+            self.close()
+            raise
+        status = int(status_line.split(" ", 2)[1])
+        try:
+            self._skip_body(method, status, headers)
+        except BaseException:
+            self.close()
+            raise
+        served_by = None
+        for name, value in headers:
+            lower = name.lower()
+            if lower == "set-cookie":
+                self._remember_cookie(value)
+            elif lower == "x-served-by":
+                served_by = value
+            elif lower == "connection" and value.lower() == "close":
+                self.close()
+        return status, served_by
+
+    def _skip_body(self, method: str, status: int, headers: list) -> None:
+        if method == "HEAD" or status in (204, 304) or status < 200:
+            return
+        length = _http.content_length(headers)
+        if length is not None:
+            if len(self.rfile.read(length)) < length:
+                raise ConnectionError("the connection closed mid-body")
+        elif _http.is_chunked(headers):
+            _http.read_chunked(self.rfile, lambda piece: None)
+        else:
+            self.rfile.read()  # the body runs until the server closes
+            self.close()
+
+    def _remember_cookie(self, line: str) -> None:
+        pair, *attributes = line.split(";")
+        name, _, value = pair.strip().partition("=")
+        expired = value == "" or any(
+            a.strip().lower() in ("max-age=0", "max-age=-1") for a in attributes)
+        if expired:
+            self.cookies.pop(name, None)
+        else:
+            self.cookies[name] = value
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        if self.sock is not None:
+            self.rfile.close()
+            self.sock.close()
+            self.sock = self.rfile = None
 
 
 def _target_url(target: Any) -> str:
