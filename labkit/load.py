@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from . import _http
 from .errors import LabkitError
+from .topology import _enable_inline_figures
 
 Step = tuple  # (method, path) or (method, path, json_body)
 
@@ -145,6 +146,8 @@ class LoadReport:
     def plot(self, ax: Any = None) -> Any:
         """Latency over time, one colour per server, fault periods shaded."""
         from matplotlib.figure import Figure
+
+        _enable_inline_figures()
 
         if ax is None:
             fig = Figure(figsize=(7, 3.2), layout="constrained")

@@ -65,6 +65,8 @@ def draw(cluster: Any, ax: Any = None, *, max_clients: int = 12,
     import networkx as nx
     from matplotlib.figure import Figure
 
+    _enable_inline_figures()
+
     graph = build_graph(cluster, max_clients=max_clients, store=store)
     if ax is None:
         fig = Figure(figsize=(7.5, 4.2), layout="constrained")
@@ -130,3 +132,25 @@ def _natural(name: str) -> tuple:
     head = name.rstrip("0123456789")
     tail = name[len(head):]
     return (head, int(tail) if tail else -1, name)
+
+
+def _enable_inline_figures() -> None:
+    """Let a returned Figure show itself as a picture in Jupyter.
+
+    The kit builds figures with ``matplotlib.figure.Figure`` rather than pyplot, so
+    that a figure is shown once, as the cell's result, and never a second time by
+    pyplot. IPython renders such a figure as PNG only once a PNG formatter is
+    registered for it, which pyplot would do lazily; the kit does it here.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    from matplotlib.figure import Figure
+
+    if Figure not in shell.display_formatter.formatters["image/png"].type_printers:
+        select_figure_formats(shell, {"png"})

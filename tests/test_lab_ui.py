@@ -1,0 +1,130 @@
+"""The course as a learner meets it: JupyterLab in a real (headless) browser.
+
+Starts ``jupyter lab`` the way ``make lab`` does, opens a copy of chapter 00 with its
+outputs cleared, runs every cell from the Run menu, and waits for the live outputs:
+the last cell's repr, the drawings, and no traceback anywhere.
+
+Needs Debian's Chromium at /usr/bin/chromium (``.ci/run`` installs it). Without it
+the test is skipped on a developer's machine, and fails under CI.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import nbformat
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+if not os.path.exists(CHROMIUM):
+    if os.environ.get("CI"):
+        pytest.fail("CI needs Debian's chromium at /usr/bin/chromium (see .ci/run)",
+                    pytrace=False)
+    pytest.skip("no /usr/bin/chromium here (apt-get install chromium)",
+                allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    notebook = nbformat.read(ROOT / "chapters/00_two_ways_to_serve.ipynb", as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(notebook, tmp_path / "tour.ipynb")
+    port, token = _free_port(), secrets.token_hex(16)
+    bin_dir = pathlib.Path(sys.executable).parent
+    process = subprocess.Popen(
+        [str(bin_dir / "jupyter"), "lab", "--no-browser", "--allow-root",
+         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("jupyter lab did not start within 60 s")
+                time.sleep(0.2)
+        yield base, token, tmp_path
+    finally:
+        process.terminate()  # the server shuts its kernels down on SIGTERM
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait(5)
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _wait_for_saved_outputs(folder: pathlib.Path, timeout: float = 60) -> nbformat.NotebookNode:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            notebook = nbformat.read(folder / "tour.ipynb", as_version=4)
+            last = [c for c in notebook.cells if c.cell_type == "code"][-1]
+            if last.outputs:
+                return notebook
+        except Exception:
+            pass  # caught mid-write
+        if time.monotonic() > deadline:
+            raise AssertionError("JupyterLab did not save the executed notebook")
+        time.sleep(0.2)
+
+
+def test_chapter_00_runs_in_jupyterlab_in_a_browser(lab):
+    from playwright.sync_api import sync_playwright
+
+    base, token, lab_dir = lab
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{base}/lab/tree/tour.ipynb?token={token}")
+            page.wait_for_selector(".jp-NotebookPanel", timeout=90_000)
+            select = page.locator(".jp-Dialog button.jp-mod-accept")
+            try:  # JupyterLab may ask which kernel to use first
+                select.wait_for(timeout=10_000)
+                select.click()
+            except Exception:
+                pass
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'],"
+                                   " .jp-Toolbar-kernelStatus", timeout=60_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            page.get_by_text("(<Server host closed>, <Cluster cluster round_robin closed>)").wait_for(
+                timeout=180_000)
+            # JupyterLab only renders the cells on screen, so read what ran from the
+            # saved file rather than from the page.
+            page.keyboard.press("Control+s")
+            saved = _wait_for_saved_outputs(lab_dir)
+            kinds = [o.output_type for c in saved.cells if c.cell_type == "code" for o in c.outputs]
+            images = [o for c in saved.cells if c.cell_type == "code" for o in c.outputs
+                      if "image/png" in o.get("data", {})]
+            assert "error" not in kinds
+            assert len(images) >= 3  # two topology drawings and one latency plot
+            assert page.get_by_text("Traceback").count() == 0
+        finally:
+            browser.close()
