@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -223,9 +224,33 @@ def _die_with_parent() -> None:
         pass
 
 
+def _drop_inherited_sockets(keep: int) -> None:
+    """Detach the child from every socket it inherited, except ``keep``.
+
+    A fork copies every open socket of the kernel: other servers' listening
+    sockets, clients' kept-alive connections. While the child holds a copy, closing
+    one in the parent does not really close it (a killed server's port would still
+    accept connections). Pointing those descriptors at /dev/null releases the
+    sockets without freeing the numbers, so nothing in the child can mistake a new
+    connection for an old object's descriptor.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for entry in os.listdir("/proc/self/fd"):
+        fd = int(entry)
+        if fd in (keep, devnull):
+            continue
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.dup2(devnull, fd)
+        except OSError:
+            pass
+    os.close(devnull)
+
+
 def _child_main(sock: socket.socket, target: Any, name: str, workers: int | None,
                 service_time: float, report: Any) -> None:
     _die_with_parent()
+    _drop_inherited_sockets(keep=sock.fileno())
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
@@ -485,6 +510,10 @@ class Server:
         if self._http is not None:
             http_server, self._http = self._http, None
             http_server.shutdown()      # from this thread, never the serving one
+            try:  # stop listening even if a forked child holds a copy of the socket
+                http_server.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             http_server.server_close()  # the listening socket: new connections refused
             http_server.drop_connections()
             http_server.join_threads(5.0 if graceful else 2.0)

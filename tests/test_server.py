@@ -183,3 +183,14 @@ def test_every_error_is_a_labkit_error():
         obj = getattr(errors, name)
         if isinstance(obj, type) and issubclass(obj, Exception) and obj.__module__ == errors.__name__:
             assert issubclass(obj, lk.LabkitError)
+
+
+def test_a_forked_server_does_not_keep_other_servers_alive():
+    # s_thread's listening socket exists when the process server is forked; killing
+    # s_thread must still refuse connections although the child got a copy.
+    with lk.serve(make_counter, name="threaded") as s_thread, \
+         lk.serve(make_counter, name="forked", isolation="process") as s_proc:
+        s_thread.kill()
+        with pytest.raises(requests.ConnectionError):
+            requests.get(s_thread.url + "/", timeout=2)
+        assert requests.get(s_proc.url + "/").ok
