@@ -167,7 +167,7 @@ def test_a_busy_port_names_the_port():
         server = Server(make_counter, name="busy")
         server._port = port  # ask for exactly that port, as a revive would
         server.state = "down"
-        from labkit.server import _bind
+        from labkit._serving import bind as _bind
 
         with pytest.raises(errors.PortInUseError, match=str(port)):
             _bind(port)
