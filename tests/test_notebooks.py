@@ -1,0 +1,105 @@
+"""House rules for every notebook of the course (style.md, course-map.md).
+
+nbval proves that the stored outputs still come out; these tests check what nbval
+does not: the shape a learner relies on.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import nbformat
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+EXERCISES = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
+ALL = CHAPTERS + SOLUTIONS + EXERCISES
+
+
+def _ids(paths):
+    return [str(p.relative_to(ROOT)) for p in paths]
+
+
+def _read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def test_there_is_a_course():
+    assert CHAPTERS and CHAPTERS[0].name == "00_two_ways_to_serve.ipynb"
+
+
+@pytest.mark.parametrize("path", ALL, ids=_ids(ALL))
+def test_notebook_is_valid_and_uses_the_python3_kernel(path):
+    notebook = _read(path)
+    nbformat.validate(notebook)
+    assert notebook.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("path", ALL, ids=_ids(ALL))
+def test_opens_with_a_title_and_markdown_reads_as_markdown(path):
+    notebook = _read(path)
+    first = notebook.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# ")
+    assert re.match(r"# \d\d ", first.source), "the title names the chapter number"
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "markdown":
+            continue
+        lines = [line for line in cell.source.splitlines() if line.strip()]
+        # A markdown cell whose every line starts with '#' is a script's comment block
+        # pasted in by mistake: it renders as a stack of headings.
+        assert not (len(lines) > 2 and all(line.startswith("#") for line in lines)), (
+            f"cell {index} looks like commented-out text, not markdown")
+
+
+@pytest.mark.parametrize("path", CHAPTERS + SOLUTIONS, ids=_ids(CHAPTERS + SOLUTIONS))
+def test_committed_with_outputs_and_imports_first(path):
+    notebook = _read(path)
+    code = [c for c in notebook.cells if c.cell_type == "code" and c.source.strip()]
+    assert code and all(c.execution_count is not None for c in code), "run it and save outputs"
+    assert "import labkit as lk" in code[0].source, "imports belong in the first code cell"
+    errors = [c.execution_count for c in code
+              if any(o.output_type == "error" for o in c.outputs)]
+    assert not errors, f"cells {errors} stored an error"
+
+
+@pytest.mark.parametrize("path", CHAPTERS + SOLUTIONS, ids=_ids(CHAPTERS + SOLUTIONS))
+def test_every_lesson_asserts(path):
+    notebook = _read(path)
+    asserting = sum("assert " in c.source or "lk.check(" in c.source
+                    for c in notebook.cells if c.cell_type == "code")
+    assert asserting >= 3
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=_ids(CHAPTERS))
+def test_chapter_ends_with_a_recap_linking_its_exercises(path):
+    notebook = _read(path)
+    tail = "\n".join(c.source for c in notebook.cells[-3:] if c.cell_type == "markdown")
+    assert "recap" in tail.lower()
+    exercise = f"../exercises/{path.stem}_exercises.ipynb"
+    assert exercise in tail, f"link to {exercise}"
+
+
+@pytest.mark.parametrize("path", ALL, ids=_ids(ALL))
+def test_relative_links_point_at_files_that_exist(path):
+    notebook = _read(path)
+    for cell in notebook.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for target in re.findall(r"\]\(([^)#\s]+\.(?:ipynb|py|md))\)", cell.source):
+            if "://" not in target:
+                assert (path.parent / target).resolve().exists(), f"broken link {target}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS + SOLUTIONS, ids=_ids(CHAPTERS + SOLUTIONS))
+def test_outputs_show_no_ports_or_temporary_paths(path):
+    notebook = _read(path)
+    for cell in notebook.cells:
+        if cell.cell_type != "code" or "NBVAL_IGNORE_OUTPUT" in cell.source:
+            continue
+        for output in cell.outputs:
+            text = output.get("text", "") + output.get("data", {}).get("text/plain", "")
+            assert not re.search(r"127\.0\.0\.1:\d+", text), f"a port in: {text[:80]}"
+            assert "/tmp/" not in text
