@@ -196,13 +196,28 @@ def fetch_json(port: int, what: str) -> Any:
 # -- the forked child ------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no orphans)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except OSError:
-        pass
+def _die_with_parent(parent: int, forked_by_main_thread: bool) -> None:
+    """End this child when the process that forked it ends (no orphans).
+
+    Linux's PR_SET_PDEATHSIG fires when the *thread* that forked the child exits,
+    not the process, so it is only used when the main thread forked; a watchdog
+    thread that notices the parent is gone covers every case.
+    """
+    if forked_by_main_thread:
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    if os.getppid() != parent:
+        os._exit(0)
+    threading.Thread(target=watch, name="labkit-watchdog", daemon=True).start()
 
 
 def _drop_inherited_sockets(keep: int) -> None:
@@ -229,8 +244,9 @@ def _drop_inherited_sockets(keep: int) -> None:
 
 
 def child_main(sock: socket.socket, target: Any, name: str, workers: int | None,
-                service_time: float, report: Any) -> None:
-    _die_with_parent()
+                service_time: float, report: Any, parent: int,
+                forked_by_main_thread: bool) -> None:
+    _die_with_parent(parent, forked_by_main_thread)
     _drop_inherited_sockets(keep=sock.fileno())
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)

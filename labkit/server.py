@@ -209,7 +209,8 @@ class Server:
         self._process = ctx.Process(
             target=child_main,
             args=(sock, self._target, self.name, self.workers, self.service_time,
-                  child_end),
+                  child_end, os.getpid(),
+                  threading.current_thread() is threading.main_thread()),
             name=f"labkit-server-{self.name}", daemon=True)
         self._process.start()
         sock.close()  # the child owns the listening socket now

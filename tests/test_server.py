@@ -194,3 +194,62 @@ def test_a_forked_server_does_not_keep_other_servers_alive():
         with pytest.raises(requests.ConnectionError):
             requests.get(s_thread.url + "/", timeout=2)
         assert requests.get(s_proc.url + "/").ok
+
+
+def test_a_process_server_revived_from_a_short_lived_thread_outlives_it():
+    # A fault schedule revives servers from a load-test user's thread; the child
+    # must not die when that thread ends (PR_SET_PDEATHSIG is per thread).
+    import threading
+    import time
+
+    with lk.serve(make_counter, name="orphan", isolation="process") as server:
+        server.kill()
+        reviver = threading.Thread(target=server.revive)
+        reviver.start()
+        reviver.join()
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # give a wrongly armed signal time to fire
+            assert server.alive and requests.get(server.url + "/", timeout=2).ok
+            time.sleep(0.1)
+
+
+KERNEL_SCRIPT = """
+import os, threading
+from flask import Flask
+import labkit as lk
+
+box = []
+start = lambda: box.append(lk.serve(lambda: Flask("x"), name="k", isolation="process"))
+if FROM_THREAD:
+    worker = threading.Thread(target=start)
+    worker.start()
+    worker.join()
+else:
+    start()
+print(box[0]._process.pid, flush=True)
+os._exit(0)  # die like a killed kernel: no atexit clean-up
+"""
+
+
+@pytest.mark.parametrize("from_thread", [False, True])
+def test_no_orphan_server_process_when_its_kernel_dies(tmp_path, from_thread):
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = tmp_path / "kernel.py"
+    script.write_text(f"FROM_THREAD = {from_thread}\n" + KERNEL_SCRIPT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=60, check=True)
+    child = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if psutil.Process(child).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        assert time.monotonic() < deadline, "the server process outlived its kernel"
+        time.sleep(0.05)
