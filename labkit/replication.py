@@ -5,18 +5,23 @@ every session on the other servers too, and to keep those copies *coherent*: whe
 session changes on one server, the others must not go on using the old version.
 Two classic protocols do that (the same two that CPU caches use):
 
-* **write-update**: every write is sent, in full, to every peer. Reads are always
-  local and free; writes cost one message per peer, each carrying the whole session.
-* **write-invalidate**: a write sends only a short "your copy is stale, I own it now"
-  to every peer. A peer that later needs the session fetches it from the owner
-  (one message), then reads it locally until the next invalidation. While nobody
-  else has fetched a copy, the owner's further writes send nothing at all.
+* **write-update** (:class:`WriteUpdate`): every write is sent, in full, to every
+  peer. Reads are always local and free; writes cost one message per peer, each
+  carrying the whole session.
+* **write-invalidate** (:class:`WriteInvalidate`): a write sends only a short "your
+  copy is stale, I own it now" to every peer. A peer that later needs the session
+  fetches it from the owner (one message), then reads it locally until the next
+  invalidation. While nobody else has fetched a copy, the owner's further writes
+  send nothing at all.
 
-Every message here is a real HTTP request between kit servers, and every one is
-recorded in :attr:`Replication.messages`. Each answer to a client also says how many
-messages its request caused, in the ``X-Peer-Messages`` header.
+A protocol is a small :class:`Replica` subclass: what one server does on a read, on
+a write and when a peer's message arrives. Everything else (the HTTP between servers,
+counting messages, delaying them) is done here, once, for every protocol. Every
+message is a real HTTP request between kit servers, recorded in
+:attr:`Replication.messages`; every answer to a client says how many messages its
+request caused, in the ``X-Peer-Messages`` header.
 
-    >>> group = Replication("invalidate")
+    >>> group = Replication("invalidate")          # or your own Replica subclass
     >>> cluster = lk.Cluster(group.factory, size=3, balancer="sticky")
     >>> group.connect(cluster)
     <Replication invalidate: s1, s2, s3; 0 messages>
@@ -42,13 +47,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from flask import Flask, jsonify, request
+from flask import Flask, g, has_request_context, jsonify, request
 
 from .errors import LabkitError
 
-__all__ = ["Message", "Replication", "PROTOCOLS"]
+__all__ = ["Copy", "Message", "Replica", "Replication", "WriteInvalidate", "WriteUpdate"]
 
-PROTOCOLS = ("update", "invalidate")
 PEER_TIMEOUT = 2.0  # seconds a peer may take to answer one message
 
 
@@ -56,7 +60,7 @@ PEER_TIMEOUT = 2.0  # seconds a peer may take to answer one message
 class Message:
     """One message between two servers: what kind, from whom, to whom, how big."""
 
-    kind: str  # "update", "invalidate", "fetch" or "delete"
+    kind: str  # "update", "invalidate", "fetch", "delete", ...
     sender: str
     receiver: str
     nbytes: int  # bytes of the JSON body (the session itself, for "update")
@@ -64,29 +68,168 @@ class Message:
 
 
 @dataclass
-class _Copy:
+class Copy:
     """One server's copy of one session. ``data`` is None when it was invalidated."""
 
     data: dict | None
     version: int
     owner: str  # the name of the server that holds the latest version
-    exclusive: bool = False  # owner only: no peer holds a valid copy right now
+    exclusive: bool = False  # write-invalidate: no peer holds a valid copy now
 
 
-class Replication:
-    """A group of servers that replicate their sessions with ``protocol``.
+# ------------------------------------------------------------------------ protocols
+class Replica:
+    """One server's sessions, and the rules that keep them coherent with its peers.
 
-    Args:
-        protocol: ``"update"`` (write-update) or ``"invalidate"`` (write-invalidate).
+    A protocol overrides three methods: :meth:`read`, :meth:`write` and
+    :meth:`on_message`. To talk to peers it calls ``self.peers()`` (the other
+    servers' names) and ``self.send(peer, kind, sid, body)``, which delivers a message
+    over HTTP to the peer's :meth:`on_message` and returns its reply (a dict), or
+    None when the peer could not be reached or sent nothing back.
 
-    Use :meth:`factory` as the app factory of a cluster (or of ``lk.serve``), then
-    :meth:`connect` the servers so each knows its peers.
+    ``self.copies`` maps session id to :class:`Copy`; ``self.lock`` guards it (the
+    server answers requests on several threads). Never hold the lock while sending:
+    the peer may be sending to you at the same moment.
     """
 
-    def __init__(self, protocol: str = "update") -> None:
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
-        self.protocol = protocol
+    def __init__(self, name: str, group: Replication) -> None:
+        self.name = name
+        self.copies: dict[str, Copy] = {}
+        self.lock = threading.Lock()
+        self._group = group
+
+    def peers(self) -> list[str]:
+        """The names of the other servers of the group."""
+        return self._group.peers_of(self.name)
+
+    def send(self, peer: str, kind: str, sid: str, body: dict | None = None) -> dict | None:
+        """Send one message to ``peer``; return its reply, or None."""
+        return self._group._send(kind, self.name, peer, sid, body or {})
+
+    def read(self, sid: str) -> dict | None:
+        """The session's data, or None when this server cannot find it."""
+        raise NotImplementedError
+
+    def write(self, sid: str, data: dict) -> None:
+        """Store a new version of the session and tell the peers what they must know."""
+        raise NotImplementedError
+
+    def on_message(self, kind: str, sid: str, body: dict, sender: str) -> dict | None:
+        """Handle a peer's message; what you return is the reply ``send`` gives back."""
+        if kind == "delete":
+            with self.lock:
+                self.copies.pop(sid, None)
+        return None
+
+    def delete(self, sid: str) -> None:
+        """Forget the session here and on every peer (logout)."""
+        with self.lock:
+            self.copies.pop(sid, None)
+        for peer in self.peers():
+            self.send(peer, "delete", sid)
+
+    def __len__(self) -> int:  # the sessions this server could answer from memory
+        with self.lock:
+            return sum(1 for c in self.copies.values() if c.data is not None)
+
+
+class WriteUpdate(Replica):
+    """Write-update: send every new version, in full, to every peer."""
+
+    def read(self, sid: str) -> dict | None:
+        with self.lock:
+            copy = self.copies.get(sid)
+        return copy.data if copy else None  # always up to date (unless a message is late)
+
+    def write(self, sid: str, data: dict) -> None:
+        with self.lock:
+            old = self.copies.get(sid)
+            version = (old.version if old else 0) + 1
+            self.copies[sid] = Copy(data, version, owner=self.name)
+        for peer in self.peers():  # the whole session goes to every peer
+            self.send(peer, "update", sid, {"data": data, "version": version})
+
+    def on_message(self, kind: str, sid: str, body: dict, sender: str) -> dict | None:
+        if kind == "update":
+            with self.lock:
+                old = self.copies.get(sid)
+                if old is None or body["version"] > old.version:  # never go back in time
+                    self.copies[sid] = Copy(body["data"], body["version"], owner=sender)
+            return None
+        return super().on_message(kind, sid, body, sender)
+
+
+class WriteInvalidate(Replica):
+    """Write-invalidate: tell peers their copy is stale; they fetch from the owner."""
+
+    def read(self, sid: str) -> dict | None:
+        with self.lock:
+            copy = self.copies.get(sid)
+        if copy is None:
+            return None
+        if copy.data is not None:
+            return copy.data  # a valid local copy: free
+        reply = self.send(copy.owner, "fetch", sid)  # invalidated: ask the owner
+        if reply is None:
+            return None  # the owner is gone, and the only fresh copy with it
+        with self.lock:
+            self.copies[sid] = Copy(reply["data"], reply["version"], owner=copy.owner)
+        return reply["data"]
+
+    def write(self, sid: str, data: dict) -> None:
+        with self.lock:
+            old = self.copies.get(sid)
+            version = (old.version if old else 0) + 1
+            # If we own it and nobody fetched it since our last invalidation, every
+            # peer's copy is already invalid: there is nothing to send.
+            quiet = old is not None and old.exclusive
+            self.copies[sid] = Copy(data, version, owner=self.name, exclusive=True)
+        if not quiet:
+            for peer in self.peers():  # just "yours is stale; I own it now"
+                self.send(peer, "invalidate", sid, {"version": version})
+
+    def on_message(self, kind: str, sid: str, body: dict, sender: str) -> dict | None:
+        with self.lock:
+            copy = self.copies.get(sid)
+            if kind == "invalidate":
+                if copy is None or body["version"] > copy.version:
+                    self.copies[sid] = Copy(None, body["version"], owner=sender)
+                return None
+            if kind == "fetch":
+                if copy is None or copy.data is None:
+                    return None
+                copy.exclusive = False  # a peer holds a copy now: next write invalidates
+                return {"data": copy.data, "version": copy.version}
+        return super().on_message(kind, sid, body, sender)
+
+
+PROTOCOLS = {"update": WriteUpdate, "invalidate": WriteInvalidate}
+
+
+# ------------------------------------------------------------------------ the group
+class Replication:
+    """A group of servers that replicate their sessions with one protocol.
+
+    Args:
+        protocol: ``"update"``, ``"invalidate"``, or a :class:`Replica` subclass of
+            your own.
+
+    Use :meth:`factory` as the app factory of a cluster (or of ``lk.serve``), then
+    :meth:`connect` the servers so each knows its peers. Servers must use
+    ``isolation="thread"`` (the default): the message log lives in this process.
+    """
+
+    def __init__(self, protocol: str | type[Replica] = "update") -> None:
+        if isinstance(protocol, str):
+            if protocol not in PROTOCOLS:
+                raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)} or a "
+                                 f"Replica subclass, not {protocol!r}")
+            self.protocol, self.replica_class = protocol, PROTOCOLS[protocol]
+        elif isinstance(protocol, type) and issubclass(protocol, Replica):
+            self.protocol, self.replica_class = protocol.__name__, protocol
+        else:
+            raise ValueError(f"protocol must be 'update', 'invalidate' or a Replica "
+                             f"subclass, not {protocol!r}")
         self.key = secrets.token_hex(16)  # peers prove they are peers with it
         self.messages: list[Message] = []
         self._servers: list[Any] = []
@@ -94,7 +237,6 @@ class Replication:
         self._late: list[threading.Thread] = []
         self._lock = threading.Lock()
 
-    # ---------------------------------------------------------------- the group
     def connect(self, cluster_or_servers: Any) -> Replication:
         """Tell the servers of a cluster (or a list of servers) about each other."""
         servers = list(getattr(cluster_or_servers, "servers", cluster_or_servers))
@@ -106,27 +248,24 @@ class Replication:
         self._servers = servers
         return self
 
+    def peers_of(self, name: str) -> list[str]:
+        return [s.name for s in self._servers if s.name != name]
+
     def _name_at(self, port: int) -> str:
         """Which server of the group listens on this port (a server's own identity)."""
         for server in self._servers:
             if server.port == port:
                 return server.name
-        raise LabkitError("this server is not in the group: call group.connect() first")
-
-    def _server(self, name: str) -> Any:
-        return next(s for s in self._servers if s.name == name)
-
-    def peers_of(self, name: str) -> list[str]:
-        return [s.name for s in self._servers if s.name != name]
+        raise LabkitError("This server is not in the group: call group.connect() first.")
 
     def delay(self, server: Any, seconds: float) -> None:
         """Make every message *to* ``server`` arrive ``seconds`` late (0: on time).
 
-        A late message is sent in the background: the writer does not wait for it,
-        as a replication that does not wait for slow peers would behave.
+        A late message is sent in the background and its sender gets no reply (None):
+        the writer does not wait, as a replication that does not wait for slow peers
+        would behave.
         """
-        name = getattr(server, "name", server)
-        self._delays[name] = float(seconds)
+        self._delays[getattr(server, "name", server)] = float(seconds)
 
     def settle(self, timeout: float = 10.0) -> None:
         """Wait until every late message has been delivered."""
@@ -148,177 +287,118 @@ class Replication:
         return f"<Replication {self.protocol}: {names}; {len(self.messages)} messages>"
 
     # ---------------------------------------------------------------- messages
-    def _send(self, kind: str, sender: str, receiver: str, method: str, path: str,
-              body: dict | None = None) -> requests.Response | None:
-        """Send one message now; return the reply, or None if nobody answered."""
-        data = json.dumps(body).encode() if body is not None else b""
-        try:
-            reply = requests.request(
-                method, self._server(receiver).url + path, data=data, timeout=PEER_TIMEOUT,
-                headers={"X-Peer-Key": self.key, "X-Peer-From": sender,
-                         "Content-Type": "application/json"})
-        except requests.RequestException:
-            reply = None
-        with self._lock:
-            self.messages.append(Message(kind, sender, receiver, len(data), reply is not None))
-        return reply
+    def _send(self, kind: str, sender: str, receiver: str, sid: str, body: dict) -> dict | None:
+        if has_request_context():  # counted for the client request that caused it
+            g.peer_messages = g.get("peer_messages", 0) + 1
+        late = self._delays.get(receiver, 0.0)
+        if late:
+            def deliver() -> None:
+                time.sleep(late)
+                self._deliver(kind, sender, receiver, sid, body)
+            thread = threading.Thread(target=deliver, name="labkit-late-message", daemon=True)
+            self._late.append(thread)
+            thread.start()
+            return None
+        return self._deliver(kind, sender, receiver, sid, body)
 
-    def _broadcast(self, kind: str, sender: str, method: str, path: str, body: dict) -> int:
-        """Send one message to every peer (late ones in the background); return how many."""
-        peers = self.peers_of(sender)
-        for peer in peers:
-            late = self._delays.get(peer, 0.0)
-            if late:
-                def deliver(peer: str = peer, late: float = late) -> None:
-                    time.sleep(late)
-                    self._send(kind, sender, peer, method, path, body)
-                thread = threading.Thread(target=deliver, name="labkit-late-message", daemon=True)
-                self._late.append(thread)
-                thread.start()
-            else:
-                self._send(kind, sender, peer, method, path, body)
-        return len(peers)
+    def _deliver(self, kind: str, sender: str, receiver: str, sid: str, body: dict) -> dict | None:
+        """One real HTTP request to the peer; its JSON reply, or None."""
+        data = json.dumps(body, separators=(",", ":")).encode()
+        url = next((s.url for s in self._servers if s.name == receiver), None)
+        reply = None
+        try:
+            answer = requests.post(f"{url}/peer/{kind}/{sid}", data=data, timeout=PEER_TIMEOUT,
+                                   headers={"X-Peer-Key": self.key, "X-Peer-From": sender,
+                                            "Content-Type": "application/json"})
+            delivered = answer.ok
+            reply = answer.json().get("reply") if answer.ok else None
+        except (requests.RequestException, ValueError):
+            delivered = False
+        with self._lock:
+            self.messages.append(Message(kind, sender, receiver, len(data), delivered))
+        return reply
 
     # ---------------------------------------------------------------- the app
     def factory(self) -> Flask:
         """Build one server's app: its own memory, replicated to its peers."""
         group = self
-        copies: dict[str, _Copy] = {}  # this server's memory: sid -> its copy
-        lock = threading.Lock()
+        holder: dict[str, Replica] = {}  # the replica, made once we know our name
+        made = threading.Lock()
         app = Flask("labkit.replication")
         app.config["LABKIT_SESSION_COOKIE"] = "sid"
-        app.extensions["labkit.sessions"] = _Counter(copies)
+        app.extensions["labkit.sessions"] = _Sized(holder)
 
-        def me() -> str:  # the port we listen on tells us who we are
-            return group._name_at(int(request.environ["SERVER_PORT"]))
+        def replica() -> Replica:
+            with made:  # the port we listen on tells us who we are
+                if "r" not in holder:
+                    name = group._name_at(int(request.environ["SERVER_PORT"]))
+                    holder["r"] = group.replica_class(name, group)
+                return holder["r"]
 
-        def read(sid: str) -> tuple[dict | None, int]:
-            """The session's data and how many messages it took to get it."""
-            with lock:
-                copy = copies.get(sid)
-            if copy is None:
-                return None, 0
-            if copy.data is not None:
-                return copy.data, 0  # a valid local copy: free
-            # Invalidated: fetch the latest version from its owner (write-invalidate).
-            reply = group._send("fetch", me(), copy.owner, "GET", f"/peer/session/{sid}")
-            if reply is None or reply.status_code != 200:
-                return None, 1  # the owner is gone, and the only fresh copy with it
-            fresh = reply.json()
-            with lock:
-                copies[sid] = _Copy(fresh["data"], fresh["version"], copy.owner)
-            return fresh["data"], 1
-
-        def write(sid: str, data: dict) -> int:
-            """Store a new version here, then tell the peers; return messages sent."""
-            with lock:
-                old = copies.get(sid)
-                version = (old.version if old else 0) + 1
-                # Write-invalidate: if we own it and nobody fetched it since our last
-                # invalidation, every peer's copy is already invalid. Nothing to send.
-                quiet = group.protocol == "invalidate" and old is not None and old.exclusive
-                copies[sid] = _Copy(data, version, owner=me(),
-                                    exclusive=group.protocol == "invalidate")
-            if group.protocol == "update":  # the whole session goes to every peer
-                body = {"data": data, "version": version}
-                return group._broadcast("update", me(), "PUT", f"/peer/session/{sid}", body)
-            if quiet:
-                return 0
-            body = {"owner": me(), "version": version}  # just "yours is stale"
-            return group._broadcast("invalidate", me(), "POST", f"/peer/invalidate/{sid}", body)
-
-        def answer(payload: dict, messages: int, status: int = 200):
-            response = jsonify(payload)
-            response.status_code = status
-            response.headers["X-Peer-Messages"] = str(messages)
+        @app.after_request
+        def count_messages(response):
+            response.headers["X-Peer-Messages"] = str(g.get("peer_messages", 0))
             return response
+
+        def unknown():
+            return jsonify(error="unknown_session"), 401
 
         # -- what clients call ---------------------------------------------------
         @app.post("/login")
         def login():
             user = str((request.get_json(silent=True) or {}).get("user", ""))
             if not user:
-                return answer({"error": "user_required"}, 0, 422)
+                return jsonify(error="user_required"), 422
             sid = secrets.token_urlsafe(32)
-            response = answer({"user": user}, write(sid, {"user": user, "cart": []}))
+            replica().write(sid, {"user": user, "cart": []})
+            response = jsonify(user=user)
             response.set_cookie("sid", sid, httponly=True, samesite="Lax")
             return response
 
         @app.get("/cart")
         def show_cart():
-            data, sent = read(request.cookies.get("sid", ""))
-            if data is None:
-                return answer({"error": "unknown_session"}, sent, 401)
-            return answer(data, sent)
+            data = replica().read(request.cookies.get("sid", ""))
+            return jsonify(data) if data is not None else unknown()
 
         @app.post("/cart")
         def add_to_cart():
             sid = request.cookies.get("sid", "")
-            data, sent = read(sid)
+            data = replica().read(sid)
             if data is None:
-                return answer({"error": "unknown_session"}, sent, 401)
+                return unknown()
             item = str((request.get_json(silent=True) or {}).get("item", ""))
             data = {**data, "cart": [*data["cart"], item]}
-            return answer(data, sent + write(sid, data))
+            replica().write(sid, data)
+            return jsonify(data)
 
         @app.post("/logout")
         def logout():
-            sid = request.cookies.get("sid", "")
-            with lock:
-                copies.pop(sid, None)
-            sent = group._broadcast("delete", me(), "DELETE", f"/peer/session/{sid}", {})
-            response = answer({"logged_out": True}, sent)
+            replica().delete(request.cookies.get("sid", ""))
+            response = jsonify(logged_out=True)
             response.delete_cookie("sid")
             return response
 
         # -- what peers call (never clients: the group key proves a peer) ---------
-        @app.before_request
-        def peers_only():
-            if request.path.startswith("/peer/") and not hmac.compare_digest(
-                    request.headers.get("X-Peer-Key", ""), group.key):
-                return answer({"error": "peers_only"}, 0, 403)
-
-        @app.put("/peer/session/<sid>")
-        def receive_update(sid: str):
-            body = request.get_json()
-            with lock:
-                old = copies.get(sid)
-                if old is None or body["version"] > old.version:  # never go back in time
-                    copies[sid] = _Copy(body["data"], body["version"], request.headers["X-Peer-From"])
-            return answer({"ok": True}, 0)
-
-        @app.post("/peer/invalidate/<sid>")
-        def receive_invalidate(sid: str):
-            body = request.get_json()
-            with lock:
-                old = copies.get(sid)
-                if old is None or body["version"] > old.version:
-                    copies[sid] = _Copy(None, body["version"], body["owner"])
-            return answer({"ok": True}, 0)
-
-        @app.get("/peer/session/<sid>")
-        def serve_copy(sid: str):
-            with lock:
-                copy = copies.get(sid)
-                if copy is None or copy.data is None:
-                    return answer({"error": "no_valid_copy"}, 0, 404)
-                copy.exclusive = False  # a peer holds a copy now: next write invalidates
-                return answer({"data": copy.data, "version": copy.version}, 0)
-
-        @app.delete("/peer/session/<sid>")
-        def receive_delete(sid: str):
-            with lock:
-                copies.pop(sid, None)
-            return answer({"ok": True}, 0)
+        @app.post("/peer/<kind>/<sid>")
+        def from_peer(kind: str, sid: str):
+            if not hmac.compare_digest(request.headers.get("X-Peer-Key", ""), group.key):
+                return jsonify(error="peers_only"), 403
+            body = request.get_json(silent=True) or {}
+            reply = replica().on_message(kind, sid, body, request.headers.get("X-Peer-From", ""))
+            return jsonify(reply=reply)
 
         return app
 
 
-class _Counter:
-    """What the kit counts as this server's sessions: the copies it can use now."""
+class _Sized:
+    """What the kit counts as this server's sessions: the replica's usable copies."""
 
-    def __init__(self, copies: dict[str, _Copy]) -> None:
-        self._copies = copies
+    def __init__(self, holder: dict[str, Replica]) -> None:
+        self._holder = holder
 
     def __len__(self) -> int:
-        return sum(1 for c in list(self._copies.values()) if c.data is not None)
+        replica = self._holder.get("r")
+        try:
+            return len(replica) if replica is not None else 0
+        except TypeError:  # a learner's replica without __len__
+            return 0

@@ -7,7 +7,7 @@ import requests
 
 import labkit as lk
 from labkit.errors import LabkitError
-from labkit.replication import Replication
+from labkit.replication import Copy, Replica, Replication
 
 
 @pytest.fixture(params=["update", "invalidate"])
@@ -132,8 +132,8 @@ def test_logout_is_replicated(protocol):
 def test_peer_endpoints_refuse_clients():
     group, cluster = _group("update")
     with cluster, requests.Session() as mallory:
-        forged = mallory.put(cluster.url + "/peer/session/abc", timeout=5,
-                             json={"data": {"user": "admin", "cart": []}, "version": 99})
+        forged = mallory.post(cluster.url + "/peer/update/abc", timeout=5,
+                              json={"data": {"user": "admin", "cart": []}, "version": 99})
         assert forged.status_code == 403 and forged.json() == {"error": "peers_only"}
         mallory.cookies.set("sid", "abc")
         assert mallory.get(cluster.url + "/cart", timeout=5).status_code == 401
@@ -142,7 +142,33 @@ def test_peer_endpoints_refuse_clients():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="protocol"):
         Replication("gossip")
+    with pytest.raises(ValueError, match="Replica subclass"):
+        Replication(dict)
     group = Replication("update")
     with lk.serve(group.factory, name="rep-proc", isolation="process") as server:
         with pytest.raises(LabkitError, match="isolation='thread'"):
             group.connect([server])
+
+
+def test_a_protocol_of_your_own():
+    """A Replica subclass plugs in: here, a server that never tells anyone."""
+
+    class Lonely(Replica):
+        def read(self, sid):
+            with self.lock:
+                copy = self.copies.get(sid)
+            return copy.data if copy else None
+
+        def write(self, sid, data):
+            with self.lock:
+                self.copies[sid] = Copy(data, 1, self.name)
+
+    group = Replication(Lonely)
+    cluster = lk.Cluster(group.factory, size=2, name="replication-test")
+    group.connect(cluster)
+    with cluster, requests.Session() as ada:
+        s1, s2 = cluster.servers
+        login = _on(s1, ada, "POST", "/login", json={"user": "ada"})
+        assert login.headers["X-Peer-Messages"] == "0" and group.count() == 0
+        assert _on(s2, ada, "GET", "/cart").status_code == 401  # s2 never heard of ada
+        assert repr(group) == "<Replication Lonely: s1, s2; 0 messages>"
