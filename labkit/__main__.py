@@ -1,0 +1,7 @@
+"""``python -m labkit``: the same command line as the ``labkit`` console script."""
+
+from __future__ import annotations
+
+from .cli import main
+
+raise SystemExit(main())
