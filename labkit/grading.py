@@ -209,19 +209,30 @@ def grade_notebook(path: Path, *, timeout: float = DEFAULT_TIMEOUT,
                    cell_timeout: float | None = None) -> NotebookGrade:
     """Grade one submission. Never raises for a bad submission: see ``error``."""
     label = str(path)
+
+    def failed(reason: str) -> NotebookGrade:
+        chapter = chapter_of(path)
+        try:
+            expected = _expected(chapter) if chapter else []
+        except LabkitError:
+            expected = []
+        return score(label, expected, {}, stable_text(reason))
+
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return NotebookGrade(label, 0, 0, [], "file not found")
+        return failed("file not found")
     except OSError as exc:
-        return NotebookGrade(label, 0, 0, [], f"cannot read the file: {exc.strerror}")
+        return failed(f"cannot read the file ({exc.strerror})")
     try:
         notebook = nbformat.reads(data.decode("utf-8"), as_version=4)
+    except UnicodeDecodeError:
+        return failed("not a readable notebook (the file is not UTF-8 text)")
+    except nbformat.reader.NotJSONError:
+        return failed("not a readable notebook (the file is not valid JSON)")
     except Exception as exc:  # nbformat raises several kinds for broken files
-        chapter = chapter_of(path)
-        expected = _expected(chapter) if chapter else []
-        reason = f"not a readable notebook ({type(exc).__name__}: {str(exc)[:120]})"
-        return score(label, expected, {}, stable_text(reason))
+        first_line = (str(exc).strip().splitlines() or [""])[0][:100]
+        return failed(f"not a readable notebook ({type(exc).__name__}: {first_line})")
     chapter = chapter_of(path, notebook)
     if chapter is None:
         return NotebookGrade(label, 0, 0, [], "cannot tell which chapter this notebook"
@@ -277,8 +288,10 @@ def format_table(grades: list[NotebookGrade]) -> str:
     lines = []
     for grade in grades:
         points = {row.id: f"{row.points}/{row.max_points}" for row in grade.checks}
+        error = grade.error or ""
         lines.append([grade.notebook, f"{grade.score}/{grade.max_score}",
-                      *(points.get(qid, "-") for qid in ids), grade.error or ""])
+                      *(points.get(qid, "-") for qid in ids),
+                      error if len(error) <= 72 else error[:69] + "..."])
     widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
     out = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
            for row in [header, *lines]]

@@ -131,10 +131,11 @@ def _chain(exc: BaseException) -> list[BaseException]:
 def _learner_frame(exc: BaseException) -> str | None:
     """Where in the learner's code ``exc`` was raised (innermost frame), if anywhere."""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        filename = os.path.abspath(frame.filename) if frame.filename[:1] != "<" else ""
-        if filename and not filename.startswith(_LIBRARY_DIRS):
-            return f"in {frame.name}, line {frame.lineno}"
-        if frame.filename.startswith("<ipython-input"):
+        if frame.filename.startswith("<"):  # exec'd code: a cell, unless Python's own
+            learner = not frame.filename.startswith(("<frozen", "<string>"))
+        else:
+            learner = not os.path.abspath(frame.filename).startswith(_LIBRARY_DIRS)
+        if learner:
             return f"in {frame.name}, line {frame.lineno}"
     return None
 
