@@ -1,0 +1,46 @@
+"""HTTP clients for the attack demonstrations: a second "machine" on loopback.
+
+The whole 127.0.0.0/8 block is loopback on Linux, so a client can connect to a
+server on 127.0.0.1 *from* 127.0.0.2 by binding its socket's source address. The
+server then sees a different client address, as if a second machine were talking
+to it; the traffic still never leaves this computer.
+
+>>> mallory = client(source="127.0.0.2", user_agent="Mallory/1.0")   # doctest: +SKIP
+>>> mallory.get(server.url + "/me")                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+__all__ = ["client"]
+
+
+class _SourceAddressAdapter(HTTPAdapter):
+    """A requests adapter whose connections leave from a chosen local address."""
+
+    def __init__(self, source: str, **kwargs: Any) -> None:
+        self._source = source
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self._source, 0)  # port 0: any free port
+        super().init_poolmanager(*args, **kwargs)
+
+
+def client(*, source: str = "127.0.0.1", user_agent: str | None = None) -> requests.Session:
+    """A ``requests.Session`` that connects from ``source`` with ``user_agent``.
+
+    Use it as a context manager (``with client(...) as c:``) so its connections
+    are closed when you are done.
+    """
+    if not source.startswith("127."):
+        raise ValueError("the course only sends traffic on loopback: use a 127.x.y.z source")
+    session = requests.Session()
+    session.mount("http://", _SourceAddressAdapter(source))
+    if user_agent is not None:
+        session.headers["User-Agent"] = user_agent
+    return session

@@ -1,0 +1,63 @@
+"""The login app on Flask's built-in session: a signed cookie, nothing on the server.
+
+Flask keeps ``session`` *in the cookie itself*: the data is serialised, base64'd and
+signed with ``SECRET_KEY`` (itsdangerous). That gives integrity (a changed cookie is
+rejected: the session simply comes back empty) but **not** secrecy (anyone can read
+it) and **not** revocation: the server keeps no list of live sessions, so "logout"
+can only ask the browser to forget the cookie; a copy of it keeps working until it
+expires. Chapter 02 shows all three, then rotates the key with Flask's
+``SECRET_KEY_FALLBACKS`` (Flask >= 3.1.1: old keys verify, the current key signs).
+
+Routes: ``POST /login`` (JSON ``username``, ``password``), ``GET /me``,
+``POST /logout``. ``app.config`` is read on every request, so assigning
+``SECRET_KEY`` / ``SECRET_KEY_FALLBACKS`` on a running app rotates the key at once.
+
+>>> app = create_app()
+>>> client = app.test_client()
+>>> client.post("/login", json={"username": "bob", "password": "builder"}).json
+{'user': 'bob'}
+>>> client.get("/me").json
+{'user': 'bob'}
+"""
+
+from __future__ import annotations
+
+from flask import Flask, session
+
+from ._json import ApiError, install_json_errors, json_body
+from .social import DEFAULT_USERS, PasswordBook
+
+__all__ = ["create_app"]
+
+
+def create_app(*, secret_key: str = "course-key-2024",
+               secret_key_fallbacks: tuple[str, ...] | list[str] = (),
+               kdf_iterations: int = 1_000) -> Flask:
+    """Build the app; ``secret_key`` signs, ``secret_key_fallbacks`` still verify."""
+    passwords = PasswordBook(DEFAULT_USERS, iterations=kdf_iterations)
+    app = Flask("labkit.apps.cookie_session")
+    app.config.update(SECRET_KEY=secret_key,
+                      SECRET_KEY_FALLBACKS=list(secret_key_fallbacks),
+                      SESSION_COOKIE_SAMESITE="Lax")
+    install_json_errors(app)
+
+    @app.post("/login")
+    def login():
+        body = json_body(username=str, password=str)
+        if not passwords.verify(body["username"], body["password"]):
+            raise ApiError(401, "bad_credentials", "Wrong username or password.")
+        session["user"] = body["username"]  # written into the cookie, signed
+        return {"user": body["username"]}
+
+    @app.get("/me")
+    def me():
+        if "user" not in session:  # missing, tampered and wrongly signed look alike
+            raise ApiError(401, "login_required", "Log in first: POST /login.")
+        return {"user": session["user"]}
+
+    @app.post("/logout")
+    def logout():
+        session.clear()  # tells the browser to drop the cookie; copies still work
+        return {"logged_out": True}
+
+    return app
