@@ -44,7 +44,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from .errors import LabkitError, ServerStateError, StoreError
+from .errors import ServerStateError, StoreError
 
 __all__ = ["RedisServer", "RedisSessionStore", "StoreUnavailable", "find_redis_server"]
 
