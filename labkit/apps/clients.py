@@ -11,6 +11,7 @@ to it; the traffic still never leaves this computer.
 
 from __future__ import annotations
 
+import http.cookiejar
 from typing import Any
 
 import requests
@@ -31,8 +32,14 @@ class _SourceAddressAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-def client(*, source: str = "127.0.0.1", user_agent: str | None = None) -> requests.Session:
+def client(*, source: str = "127.0.0.1", user_agent: str | None = None,
+           keep_cookies: bool = True) -> requests.Session:
     """A ``requests.Session`` that connects from ``source`` with ``user_agent``.
+
+    ``keep_cookies=False`` makes a client that never stores what servers set: it
+    sends only the cookies you pass per request (a thief replaying a stolen one).
+    All course servers share the host 127.0.0.1, and cookies ignore ports, so a
+    client that keeps cookies would carry one server's cookie to the next.
 
     Use it as a context manager (``with client(...) as c:``) so its connections
     are closed when you are done.
@@ -41,6 +48,8 @@ def client(*, source: str = "127.0.0.1", user_agent: str | None = None) -> reque
         raise ValueError("the course only sends traffic on loopback: use a 127.x.y.z source")
     session = requests.Session()
     session.mount("http://", _SourceAddressAdapter(source))
+    if not keep_cookies:
+        session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     if user_agent is not None:
         session.headers["User-Agent"] = user_agent
     return session
