@@ -363,7 +363,11 @@ def write_report(grades: list[NotebookGrade], out: str | Path) -> Path:
     """Write the grades as CSV, JSON or HTML, chosen by the suffix of ``out``."""
     out = check_report_path(out)
     render = {".csv": to_csv, ".json": to_json, ".html": to_html}[out.suffix.lower()]
-    out.write_text(render(grades), encoding="utf-8")
+    try:
+        out.write_text(render(grades), encoding="utf-8")
+    except OSError as exc:
+        raise GradeError(f"Cannot write the report to {out}: {exc.strerror}. Pick"
+                         " another --out path.") from exc
     return out
 
 
