@@ -180,7 +180,7 @@ def capacity_model(latency: Callable[..., float]) -> str:
                     name="check-03-capacity") as cluster:
         report = lk.load_test(cluster, users=8, requests=160, progress=False)
     measured = report.p50 / 1000
-    if not 0.7 * predicted <= measured <= 1.6 * predicted:
+    if not 0.7 * predicted <= measured <= 2.0 * predicted:  # a busy laptop adds overhead
         raise CheckFailed(
             f"Your model predicts {predicted * 1000:.0f} ms for 8 users on 2 servers x 2"
             " workers x 20 ms, but the live cluster measured a median far from it."
