@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 
@@ -47,8 +46,6 @@ def _append_cell(source):
 def submissions(tmp_path_factory):
     folder = tmp_path_factory.mktemp("submissions")
     solution = ROOT / "solutions" / NAME
-    shutil.copy(solution, folder / "00_full.ipynb")
-    shutil.copy(ROOT / "exercises" / NAME, folder / "00_stub.ipynb")
     _variant(solution, folder / "00_deleted_check.ipynb",
              _drop_cell('lk.check("00.after_revive"'))
     # Checked right first, then wrong at the end: the final state counts.
@@ -58,85 +55,99 @@ def submissions(tmp_path_factory):
              _append_cell("1 / 0"))  # an error after the checks costs nothing
     (folder / "00_corrupt.ipynb").write_text('{"cells": [')
     (folder / "renamed.ipynb").write_bytes((ROOT / "exercises" / NAME).read_bytes())
-    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+    watched = [*folder.iterdir(), ROOT / "solutions" / NAME, ROOT / "exercises" / NAME]
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in watched}
     return folder, before
 
 
 @pytest.fixture(scope="module")
 def graded(submissions):
+    """Everything graded with --jobs 2; a few notebooks again with --jobs 1."""
     folder, _ = submissions
-    two = grading.grade([folder], timeout=120, jobs=2)
-    one = grading.grade([folder], timeout=120, jobs=1)
-    return {pathlib.Path(g.notebook).name: g for g in two}, two, one
+    grades = grading.grade([ROOT / "solutions", ROOT / "exercises", folder],
+                           timeout=300, jobs=2)
+    again = [ROOT / "solutions" / NAME, ROOT / "exercises" / NAME,
+             folder / "00_deleted_check.ipynb"]
+    one = grading.grade(again, timeout=300, jobs=1)
+    by_path = {g.notebook: g for g in grades}
+    return by_path, grades, one, [by_path[str(p)] for p in again]
 
 
-def test_the_solution_gets_full_marks(graded):
-    grade = graded[0]["00_full.ipynb"]
-    assert grade.error is None and grade.score == grade.max_score == 4
-    assert [c.id for c in grade.checks] == ["00.after_revive", "00.remember"]
-    assert all(c.passed for c in grade.checks)
+def _row(graded, path):
+    return graded[0][str(path)]
 
 
-def test_the_released_exercise_gets_zero(graded):
-    grade = graded[0]["00_stub.ipynb"]
-    assert grade.score == 0 and grade.max_score == 4 and grade.error is None
-    assert all("replace the stub" in c.message for c in grade.checks)
+def test_every_solution_gets_full_marks(graded):
+    solutions = [g for g in graded[1] if pathlib.Path(g.notebook).parent.name == "solutions"]
+    assert len(solutions) == len(list((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")))
+    for grade in solutions:
+        assert grade.error is None and grade.max_score > 0, grade
+        assert grade.score == grade.max_score, [c for c in grade.checks if not c.passed]
 
 
-def test_a_deleted_check_cell_scores_zero_for_that_question(graded):
-    grade = graded[0]["00_deleted_check.ipynb"]
+def test_every_released_exercise_gets_zero(graded):
+    exercises = [g for g in graded[1] if pathlib.Path(g.notebook).parent.name == "exercises"]
+    assert exercises and all(g.score == 0 and g.max_score > 0 for g in exercises)
+    stub = _row(graded, ROOT / "exercises" / NAME)
+    assert stub.error is None and [c.id for c in stub.checks] == ["00.after_revive",
+                                                                    "00.remember"]
+    assert all("replace the stub" in c.message for c in stub.checks)
+
+
+def test_a_deleted_check_cell_scores_zero_for_that_question(graded, submissions):
+    grade = _row(graded, submissions[0] / "00_deleted_check.ipynb")
     assert grade.score == 2 and grade.max_score == 4
     missing = {c.id: c for c in grade.checks}["00.after_revive"]
     assert missing.points == 0 and missing.message == grading.NO_CHECK
 
 
-def test_the_last_result_of_a_question_wins(graded):
-    grade = graded[0]["00_last_wins.ipynb"]
+def test_the_last_result_of_a_question_wins(graded, submissions):
+    grade = _row(graded, submissions[0] / "00_last_wins.ipynb")
     remember = {c.id: c for c in grade.checks}["00.remember"]
     assert not remember.passed and grade.score == 2
 
 
-def test_a_failing_cell_does_not_hide_the_checks(graded):
-    assert graded[0]["00_error_cell.ipynb"].score == 4
+def test_a_failing_cell_does_not_hide_the_checks(graded, submissions):
+    assert _row(graded, submissions[0] / "00_error_cell.ipynb").score == 4
 
 
-def test_a_corrupt_notebook_is_a_row_with_a_reason(graded):
-    grade = graded[0]["00_corrupt.ipynb"]
+def test_a_corrupt_notebook_is_a_row_with_a_reason(graded, submissions):
+    grade = _row(graded, submissions[0] / "00_corrupt.ipynb")
     assert grade.score == 0 and grade.max_score == 4
     assert "not a readable notebook" in grade.error
 
 
-def test_the_chapter_comes_from_release_metadata_when_the_name_lacks_it(graded):
-    grade = graded[0]["renamed.ipynb"]
+def test_the_chapter_comes_from_release_metadata_when_the_name_lacks_it(graded, submissions):
+    grade = _row(graded, submissions[0] / "renamed.ipynb")
     assert grade.max_score == 4 and grade.score == 0 and grade.error is None
 
 
 def test_jobs_do_not_change_the_scores(graded):
-    _, two, one = graded
-    assert [g.to_json() for g in two] == [g.to_json() for g in one]
+    _, _, one, same_with_two = graded
+    assert [g.to_json() for g in one] == [g.to_json() for g in same_with_two]
 
 
 def test_submissions_are_never_modified(graded, submissions):
     folder, before = submissions
-    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
-    assert after == before
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in before} == before
+    assert sorted(folder.iterdir()) == sorted(p for p in before if p.parent == folder)
 
 
 def test_reports_in_three_formats(graded, tmp_path):
-    _, grades, _ = graded
+    grades = graded[1]
     data = json.loads(grading.write_report(grades, tmp_path / "r.json").read_text())
     assert all(set(row) == {"notebook", "score", "max_score", "checks", "error"}
                for row in data)
     assert all(set(check) == {"id", "passed", "points", "max_points", "message"}
                for row in data for check in row["checks"])
     csv_text = grading.write_report(grades, tmp_path / "r.csv").read_text()
-    assert csv_text.splitlines()[0] == ("notebook,score,max_score,error,"
-                                        "00.after_revive,00.remember")
+    assert csv_text.splitlines()[0].startswith("notebook,score,max_score,error,"
+                                               "00.after_revive,00.remember")
     page = grading.write_report(grades, tmp_path / "r.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and "00_full.ipynb" in page
+    assert page.startswith("<!DOCTYPE html>") and NAME in page
     assert "<script" not in page
     table = grading.format_table(grades)
-    assert "00_full.ipynb" in table and "4/4" in table
+    assert NAME in table and "4/4" in table
 
 
 def test_a_timeout_is_a_row_and_leaves_nothing_running(tmp_path):
