@@ -221,3 +221,23 @@ def history_in_cookie_app():
 def test_chat_mistakes_fail(wrong, words):
     result = run("01.chat_context", wrong)
     assert not result.passed and words in result.message, result.message
+
+
+def released_stubs() -> dict:
+    """The learner's starting point: the solution notebook after `labkit release`."""
+    from labkit.release import exercise_notebook
+
+    namespace: dict = {}
+    for cell in exercise_notebook(SOLUTION).cells:
+        if cell.cell_type == "code" and not cell.source.startswith("lk.check"):
+            exec(compile(cell.source, "exercise", "exec"), namespace)
+    return namespace
+
+
+def test_released_stubs_fail_with_the_stub_message():
+    stubs = released_stubs()
+    for cell in nbformat.read(SOLUTION, as_version=4).cells:
+        if cell.cell_type == "code" and cell.source.startswith("lk.check"):
+            qid, answer = cell.source[len("lk.check("):-1].split(", ")
+            result = run(qid.strip('"'), stubs[answer])
+            assert not result.passed and result.message == STUB_MESSAGE, qid

@@ -153,11 +153,15 @@ def test_signer_reference_passes_and_stub_fails():
     assert run("02.rotating_signer", Stub).message == STUB_MESSAGE
 
 
+def _mac(key, value):
+    return hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
 class OldestKeySigns(REF["RotatingSigner"]):
     """Plausible mistake: signs with the first key (the CVE-2025-47278 bug, in spirit)."""
 
     def sign(self, value):
-        return f"{value}.{self._mac(self.keys[0], value)}"
+        return f"{value}.{_mac(self.keys[0], value)}"
 
 
 class OnlyNewestVerifies(REF["RotatingSigner"]):
@@ -165,7 +169,7 @@ class OnlyNewestVerifies(REF["RotatingSigner"]):
 
     def unsign(self, token):
         value, _, signature = token.rpartition(".")
-        if hmac.compare_digest(self._mac(self.keys[-1], value), signature):
+        if hmac.compare_digest(_mac(self.keys[-1], value), signature):
             return value
         raise ValueError("bad signature")
 
@@ -183,3 +187,23 @@ class NeverRejects(REF["RotatingSigner"]):
 def test_signer_mistakes_fail(wrong, words):
     result = run("02.rotating_signer", wrong)
     assert not result.passed and words in result.message, result.message
+
+
+def released_stubs() -> dict:
+    """The learner's starting point: the solution notebook after `labkit release`."""
+    from labkit.release import exercise_notebook
+
+    namespace: dict = {}
+    for cell in exercise_notebook(SOLUTION).cells:
+        if cell.cell_type == "code" and not cell.source.startswith("lk.check"):
+            exec(compile(cell.source, "exercise", "exec"), namespace)
+    return namespace
+
+
+def test_released_stubs_fail_with_the_stub_message():
+    stubs = released_stubs()
+    for cell in nbformat.read(SOLUTION, as_version=4).cells:
+        if cell.cell_type == "code" and cell.source.startswith("lk.check"):
+            qid, answer = cell.source[len("lk.check("):-1].split(", ")
+            result = run(qid.strip('"'), stubs[answer])
+            assert not result.passed and result.message == STUB_MESSAGE, qid
