@@ -29,7 +29,6 @@ import io
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -213,7 +212,7 @@ def grade_notebook(path: Path, *, timeout: float = DEFAULT_TIMEOUT,
     def failed(reason: str) -> NotebookGrade:
         chapter = chapter_of(path)
         try:
-            expected = _expected(chapter) if chapter else []
+            expected = questions_for(chapter) if chapter else []
         except LabkitError:
             expected = []
         return score(label, expected, {}, stable_text(reason))
@@ -238,7 +237,7 @@ def grade_notebook(path: Path, *, timeout: float = DEFAULT_TIMEOUT,
         return NotebookGrade(label, 0, 0, [], "cannot tell which chapter this notebook"
                              " belongs to: name it NN_<something>.ipynb")
     try:
-        expected = _expected(chapter)
+        expected = questions_for(chapter)
     except LabkitError as exc:
         return NotebookGrade(label, 0, 0, [], str(exc))
     if not expected:
@@ -251,10 +250,6 @@ def grade_notebook(path: Path, *, timeout: float = DEFAULT_TIMEOUT,
     if error is not None:
         return score(label, expected, {}, stable_text(error))
     return score(label, expected, collect_results(executed))
-
-
-def _expected(chapter: str) -> list[Question]:
-    return questions_for(chapter)
 
 
 def grade(paths: Iterable[str | Path], *, timeout: float = DEFAULT_TIMEOUT,
