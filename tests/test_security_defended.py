@@ -13,7 +13,6 @@ import requests
 
 import labkit as lk
 from labkit.apps import guarded
-from labkit.apps.clients import client
 from labkit.sessions import ManualClock, new_session_id
 
 ALICE = {"username": "alice", "password": "wonderland"}

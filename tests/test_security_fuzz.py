@@ -40,10 +40,6 @@ def test_hundreds_of_malformed_requests_get_clean_4xx():
         server = lk.serve(lambda: guarded.create_app("defended", guess_limit=None),
                           name="fuzz")
     try:
-        status, _ = send(server.url, "POST", "/login",
-                         body=json.dumps({"username": "alice", "password": "wonderland"}).encode(),
-                         headers={"Content-Type": "application/json"})
-        assert status == 200
         conn = http.client.HTTPConnection(urlsplit(server.url).hostname,
                                           urlsplit(server.url).port, timeout=10)
         conn.request("POST", "/login", body=b'{"username":"alice","password":"wonderland"}',

@@ -6,6 +6,8 @@
   ``"defended"``, for the session attacks of chapter 02.
 * :mod:`labkit.apps.cookie_session` -- the same login app on Flask's built-in
   signed-cookie session, to show what a signed cookie does and does not protect.
+* :mod:`labkit.apps.clients` -- ``client(source="127.0.0.2", user_agent=...)``: a
+  second "machine" on loopback, for the attack demonstrations.
 
 Every app answers errors as JSON ``{"error": "<reason_code>", ...}`` with a 4xx
 status, never an HTML page and never a 500 for bad input.

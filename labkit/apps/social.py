@@ -210,9 +210,11 @@ class BasicAuth:
         pass
 
 
-#: Mode names accepted by :func:`create_app`; each maps to a zero-argument-ish
-#: constructor ``(store_options) -> Auth``. A new mode can also be passed directly as
-#: an object with the :class:`Auth` methods.
+#: Mode names accepted by :func:`create_app`; each maps to a constructor taking the
+#: store options as keyword arguments (``store=``, ``idle_timeout=``, ``clock=``...)
+#: and returning an :class:`Auth`. A new mode (e.g. the token mode of chapter 05)
+#: is either passed directly, ``create_app(mode=TokenAuth(...))``, or registered
+#: here by its own module: ``AUTH_MODES["token"] = lambda **options: TokenAuth()``.
 AUTH_MODES: dict[str, Callable[..., Auth]] = {
     "session": SessionAuth,
     "basic": lambda **_: BasicAuth(),
