@@ -19,13 +19,20 @@ from .checks import check, hint
 from .cluster import Cluster
 from .errors import LabkitError
 from .load import Fault, LoadReport, load_test
+from .redis_server import RedisServer, RedisSessionStore
+from .replication import Replication
 from .server import Server, serve
+from .sessions import MemorySessionStore
 
 __all__ = [
     "Cluster",
     "Fault",
     "LabkitError",
     "LoadReport",
+    "MemorySessionStore",
+    "RedisServer",
+    "RedisSessionStore",
+    "Replication",
     "Server",
     "check",
     "hint",
