@@ -36,8 +36,9 @@ notebooks: $(STAMP)
 release: $(STAMP)
 	$(BIN)/labkit release
 
+DIR ?= exercises
 grade: $(STAMP)
-	$(BIN)/labkit grade exercises
+	$(BIN)/labkit grade $(DIR)
 
 doctor: $(STAMP)
 	$(BIN)/labkit doctor

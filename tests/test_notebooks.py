@@ -52,6 +52,8 @@ def test_opens_with_a_title_and_markdown_reads_as_markdown(path):
         # pasted in by mistake: it renders as a stack of headings.
         assert not (len(lines) > 2 and all(line.startswith("#") for line in lines)), (
             f"cell {index} looks like commented-out text, not markdown")
+        assert not any(line.startswith("# #") for line in lines), (
+            f"cell {index} has a heading behind a comment sign")
 
 
 @pytest.mark.parametrize("path", CHAPTERS + SOLUTIONS, ids=_ids(CHAPTERS + SOLUTIONS))
