@@ -8,6 +8,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 PORT   ?= 8888
+# Jupyter refuses to run as root unless told; containers and CI often are root.
+ROOT_OK := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup lab test unit notebooks release grade benchmark doctor outputs clean
 
@@ -20,8 +22,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The whole course is the root (so chapters can link to exercises); chapter 00 opens first.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) chapters/00_two_ways_to_serve.ipynb
+	$(BIN)/jupyter lab $(ROOT_OK) --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) \
+	    --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/chapters/00_two_ways_to_serve.ipynb \
+	    $(LAB_ARGS)
 
 test: unit notebooks
 

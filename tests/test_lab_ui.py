@@ -1,6 +1,6 @@
 """The course as a learner meets it: JupyterLab in a real (headless) browser.
 
-Starts ``jupyter lab`` the way ``make lab`` does, opens a copy of chapter 00 with its
+Runs ``make lab`` itself, opens a copy of chapter 00 with its
 outputs cleared, runs every cell from the Run menu, and waits for the live outputs:
 the last cell's repr, the drawings, and no traceback anywhere.
 
@@ -14,6 +14,7 @@ import os
 import pathlib
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -43,40 +44,65 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def lab(tmp_path):
+def lab():
+    """``make lab`` itself, on a free port with a known token, serving the repo."""
+    folder = ROOT / "build" / f"lab-test-{secrets.token_hex(4)}"  # build/ is git-ignored
+    folder.mkdir(parents=True)
     notebook = nbformat.read(ROOT / "chapters/00_two_ways_to_serve.ipynb", as_version=4)
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    nbformat.write(notebook, tmp_path / "tour.ipynb")
+    nbformat.write(notebook, folder / "tour.ipynb")
     port, token = _free_port(), secrets.token_hex(16)
-    bin_dir = pathlib.Path(sys.executable).parent
     process = subprocess.Popen(
-        [str(bin_dir / "jupyter"), "lab", "--no-browser", "--allow-root",
-         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        ["make", "--no-print-directory", "lab", f"PORT={port}",
+         f"LAB_ARGS=--no-browser --IdentityProvider.token={token} --LabApp.news_url="
+         " --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while True:
             try:
                 urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
                 break
             except OSError:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("jupyter lab did not start within 60 s")
+                    raise RuntimeError("make lab did not serve JupyterLab within 90 s")
                 time.sleep(0.2)
-        yield base, token, tmp_path
+        yield base, token, folder
     finally:
-        process.terminate()  # the server shuts its kernels down on SIGTERM
+        os.killpg(process.pid, signal.SIGTERM)  # make and the server it started
         try:
             process.wait(20)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait(5)
-        shutil.rmtree(tmp_path, ignore_errors=True)
+        _wait_for_group_exit(process.pid)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait_for_group_exit(group: int, timeout: float = 20) -> None:
+    """Wait until every process of ``group`` (jupyter lab, its kernels) is gone."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for p in psutil.process_iter():
+            try:
+                if os.getpgid(p.pid) == group and p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except (OSError, psutil.Error):
+                pass
+        if not alive:
+            return
+        if time.monotonic() > deadline:
+            for p in alive:
+                p.kill()
+            return
+        time.sleep(0.1)
 
 
 def _wait_for_saved_outputs(folder: pathlib.Path, timeout: float = 60) -> nbformat.NotebookNode:
@@ -102,7 +128,11 @@ def test_chapter_00_runs_in_jupyterlab_in_a_browser(lab):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/lab/tree/tour.ipynb?token={token}")
+            page.goto(f"{base}/?token={token}")  # where make lab's browser lands: chapter 00
+            page.locator(".lm-TabBar-tabLabel", has_text="00_two_ways_to_serve.ipynb").first.wait_for(
+                timeout=90_000)
+            page.goto(f"{base}/lab/tree/{lab_dir.relative_to(ROOT).as_posix()}/tour.ipynb?token={token}")
+
             page.wait_for_selector(".jp-NotebookPanel", timeout=90_000)
             select = page.locator(".jp-Dialog button.jp-mod-accept")
             try:  # JupyterLab may ask which kernel to use first
