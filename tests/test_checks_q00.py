@@ -13,8 +13,7 @@ import pytest
 import requests
 from flask import Flask, request
 
-from labkit.checks import get_question
-from labkit.checks.run import STUB_MESSAGE, run_question
+from exercise_kit import STUB_MESSAGE, run
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NAME = "00_two_ways_to_serve_exercises.ipynb"
@@ -37,10 +36,6 @@ def solution():
 @pytest.fixture(scope="module")
 def stub():
     return _definitions(ROOT / "exercises" / NAME)
-
-
-def _run(qid, *answers):
-    return run_question(get_question(qid), answers)
 
 
 def _guestbook(*, shared=None, get_empty=(404,), require_name=True):
@@ -72,51 +67,51 @@ def _guestbook(*, shared=None, get_empty=(404,), require_name=True):
 # -- 00.remember ------------------------------------------------------------------------
 
 def test_remember_reference_passes(solution):
-    result = _run("00.remember", solution["make_guestbook"])
+    result = run("00.remember", solution["make_guestbook"])
     assert result.passed and result.points == result.max_points == 2, result.message
 
 
 def test_remember_stub_fails_with_replace_the_stub(stub):
-    result = _run("00.remember", stub["make_guestbook"])
+    result = run("00.remember", stub["make_guestbook"])
     assert not result.passed and result.message == STUB_MESSAGE
 
 
 def test_remember_global_memory_fails():
-    result = _run("00.remember", _guestbook(shared={}))
+    result = run("00.remember", _guestbook(shared={}))
     assert not result.passed
     assert "second server" in result.message and "inside make_guestbook" in result.message
 
 
 def test_remember_200_for_an_empty_guestbook_fails():
-    result = _run("00.remember", _guestbook(get_empty=(200,)))
+    result = run("00.remember", _guestbook(get_empty=(200,)))
     assert not result.passed
     assert "before anyone signed in should answer 404" in result.message
     assert "200" in result.message
 
 
 def test_remember_missing_name_must_be_a_400():
-    result = _run("00.remember", _guestbook(require_name=False))
+    result = run("00.remember", _guestbook(require_name=False))
     assert not result.passed
     assert "should answer 400" in result.message and "500" in result.message
 
 
 def test_remember_wants_a_factory_that_returns_an_app(solution):
-    returns_none = _run("00.remember", lambda: None)
+    returns_none = run("00.remember", lambda: None)
     assert not returns_none.passed and "NoneType, not a Flask app" in returns_none.message
-    an_app = _run("00.remember", solution["make_guestbook"]())
+    an_app = run("00.remember", solution["make_guestbook"]())
     assert not an_app.passed and "factory function itself" in an_app.message
 
 
 # -- 00.after_revive --------------------------------------------------------------------
 
 def test_after_revive_reference_passes(solution):
-    result = _run("00.after_revive", solution["make_guestbook"],
+    result = run("00.after_revive", solution["make_guestbook"],
                   solution["name_after_restart"])
     assert result.passed and result.points == 2, result.message
 
 
 def test_after_revive_stub_fails_with_replace_the_stub(solution, stub):
-    result = _run("00.after_revive", solution["make_guestbook"], stub["name_after_restart"])
+    result = run("00.after_revive", solution["make_guestbook"], stub["name_after_restart"])
     assert not result.passed and result.message == STUB_MESSAGE
 
 
@@ -126,19 +121,19 @@ def test_after_revive_hard_coded_answer_fails(solution):
         server.revive()
         return None
 
-    result = _run("00.after_revive", solution["make_guestbook"], assumes_the_memory_is_gone)
+    result = run("00.after_revive", solution["make_guestbook"], assumes_the_memory_is_gone)
     assert not result.passed
     assert "outside its memory" in result.message and "Linus" in result.message
 
 
 def test_after_revive_without_revive_fails(solution):
-    result = _run("00.after_revive", solution["make_guestbook"],
+    result = run("00.after_revive", solution["make_guestbook"],
                   lambda server: server.kill())
     assert not result.passed and "still down" in result.message
 
 
 def test_after_revive_without_a_restart_fails(solution):
-    result = _run("00.after_revive", solution["make_guestbook"], lambda server: "Grace")
+    result = run("00.after_revive", solution["make_guestbook"], lambda server: "Grace")
     assert not result.passed and "not restarted" in result.message
 
 
@@ -148,6 +143,6 @@ def test_after_revive_returning_the_status_code_fails(solution):
         server.revive()
         return requests.get(server.url + "/guest", timeout=5).status_code
 
-    result = _run("00.after_revive", solution["make_guestbook"], status_instead_of_name)
+    result = run("00.after_revive", solution["make_guestbook"], status_instead_of_name)
     assert not result.passed
     assert "returned 404" in result.message and "fresh app" in result.message

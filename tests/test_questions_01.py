@@ -5,30 +5,19 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-import nbformat
 import pytest
 from flask import Flask, jsonify, request, session
 
-from labkit.checks import get_question
-from labkit.checks.run import STUB_MESSAGE, run_question
+from exercise_kit import STUB_MESSAGE, check_calls, reference, released_stubs, run
 
 SOLUTION = Path(__file__).parent.parent / "solutions" / "01_stateful_sessions_exercises.ipynb"
 
 
-def reference() -> dict:
-    """Run the solution notebook's code (not its checks) and return its names."""
-    namespace: dict = {}
-    for cell in nbformat.read(SOLUTION, as_version=4).cells:
-        if cell.cell_type == "code" and not cell.source.startswith("lk.check"):
-            exec(compile(cell.source, str(SOLUTION), "exec"), namespace)
-    return namespace
 
 
-REF = reference()
+REF = reference(SOLUTION)
 
 
-def run(qid: str, *answers):
-    return run_question(get_question(qid), answers)
 
 
 def stub(*args, **kwargs):
@@ -223,21 +212,12 @@ def test_chat_mistakes_fail(wrong, words):
     assert not result.passed and words in result.message, result.message
 
 
-def released_stubs() -> dict:
-    """The learner's starting point: the solution notebook after `labkit release`."""
-    from labkit.release import exercise_notebook
-
-    namespace: dict = {}
-    for cell in exercise_notebook(SOLUTION).cells:
-        if cell.cell_type == "code" and not cell.source.startswith("lk.check"):
-            exec(compile(cell.source, "exercise", "exec"), namespace)
-    return namespace
 
 
 def test_released_stubs_fail_with_the_stub_message():
-    stubs = released_stubs()
-    for cell in nbformat.read(SOLUTION, as_version=4).cells:
-        if cell.cell_type == "code" and cell.source.startswith("lk.check"):
-            qid, answer = cell.source[len("lk.check("):-1].split(", ")
-            result = run(qid.strip('"'), stubs[answer])
-            assert not result.passed and result.message == STUB_MESSAGE, qid
+    stubs = released_stubs(SOLUTION)
+    calls = check_calls(SOLUTION)
+    assert len(calls) >= 3
+    for qid, names in calls:
+        result = run(qid, *(stubs[name] for name in names))
+        assert not result.passed and result.message == STUB_MESSAGE, qid

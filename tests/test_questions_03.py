@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.checks import get_question
-from labkit.checks.run import STUB_MESSAGE, run_question
+from exercise_kit import STUB_MESSAGE, run
 from labkit.policies import Sticky
 
 STUB = NotImplementedError("Replace this line with your solution.")
-
-
-def _run(qid, *answers):
-    return run_question(get_question(qid), answers)
 
 
 # ------------------------------------------------------------------ sticky policy
@@ -69,13 +64,13 @@ class CrashesWhenPinDies(ReferenceSticky):
 
 
 def test_sticky_policy_reference_and_kit_policy_pass():
-    result = _run("03.sticky_policy", ReferenceSticky)
+    result = run("03.sticky_policy", ReferenceSticky)
     assert result.passed, result.message
-    assert _run("03.sticky_policy", Sticky).passed
+    assert run("03.sticky_policy", Sticky).passed
 
 
 def test_sticky_policy_stub_fails_with_the_stub_message():
-    result = _run("03.sticky_policy", StubSticky)
+    result = run("03.sticky_policy", StubSticky)
     assert not result.passed and result.message == STUB_MESSAGE
 
 
@@ -86,7 +81,7 @@ def test_sticky_policy_stub_fails_with_the_stub_message():
     (CrashesWhenPinDies, "could not use your policy"),
 ])
 def test_sticky_policy_wrong_answers_fail_with_a_reason(wrong, words):
-    result = _run("03.sticky_policy", wrong)
+    result = run("03.sticky_policy", wrong)
     assert not result.passed and words in result.message, result.message
 
 
@@ -108,12 +103,12 @@ def as_list(pins, dead):
 
 
 def test_predict_logouts_reference_passes():
-    result = _run("03.predict_logouts", reference_who_loses)
+    result = run("03.predict_logouts", reference_who_loses)
     assert result.passed, result.message
 
 
 def test_predict_logouts_stub_fails_with_the_stub_message():
-    result = _run("03.predict_logouts", stub_who_loses)
+    result = run("03.predict_logouts", stub_who_loses)
     assert not result.passed and result.message == STUB_MESSAGE
 
 
@@ -122,7 +117,7 @@ def test_predict_logouts_stub_fails_with_the_stub_message():
     (as_list, "Return a set"),
 ])
 def test_predict_logouts_wrong_answers_fail_with_a_reason(wrong, words):
-    result = _run("03.predict_logouts", wrong)
+    result = run("03.predict_logouts", wrong)
     assert not result.passed and words in result.message, result.message
 
 
@@ -144,12 +139,12 @@ def always_queues(*, users, servers, workers, service_time):
 
 
 def test_capacity_model_reference_passes():
-    result = _run("03.capacity_model", reference_latency)
+    result = run("03.capacity_model", reference_latency)
     assert result.passed, result.message
 
 
 def test_capacity_model_stub_fails_with_the_stub_message():
-    result = _run("03.capacity_model", stub_latency)
+    result = run("03.capacity_model", stub_latency)
     assert not result.passed and result.message == STUB_MESSAGE
 
 
@@ -158,5 +153,5 @@ def test_capacity_model_stub_fails_with_the_stub_message():
     (always_queues, "nobody waits in a queue"),
 ])
 def test_capacity_model_wrong_answers_fail_with_a_reason(wrong, words):
-    result = _run("03.capacity_model", wrong)
+    result = run("03.capacity_model", wrong)
     assert not result.passed and words in result.message, result.message

@@ -8,16 +8,11 @@ import secrets
 import pytest
 
 from labkit.apps import social
-from labkit.checks import get_question
-from labkit.checks.run import STUB_MESSAGE, run_question
+from exercise_kit import STUB_MESSAGE, run
 from labkit.redis_server import StoreUnavailable
 from labkit.replication import Copy, Replica, WriteInvalidate, WriteUpdate
 
 STUB = NotImplementedError("Replace this line with your solution.")
-
-
-def _run(qid, *answers):
-    return run_question(get_question(qid), answers)
 
 
 # ------------------------------------------------------------------ write-invalidate
@@ -93,12 +88,12 @@ class RefetchesEveryTime(ReferenceInvalidate):
 
 
 def test_write_invalidate_reference_and_kit_protocol_pass():
-    assert _run("04.write_invalidate", ReferenceInvalidate).passed
-    assert _run("04.write_invalidate", WriteInvalidate).passed
+    assert run("04.write_invalidate", ReferenceInvalidate).passed
+    assert run("04.write_invalidate", WriteInvalidate).passed
 
 
 def test_write_invalidate_stub_fails_with_the_stub_message():
-    result = _run("04.write_invalidate", StubInvalidate)
+    result = run("04.write_invalidate", StubInvalidate)
     assert not result.passed and result.message == STUB_MESSAGE
 
 
@@ -109,7 +104,7 @@ def test_write_invalidate_stub_fails_with_the_stub_message():
     (dict, "subclass of labkit.replication.Replica"),
 ])
 def test_write_invalidate_wrong_answers_fail_with_a_reason(wrong, words):
-    result = _run("04.write_invalidate", wrong)
+    result = run("04.write_invalidate", wrong)
     assert not result.passed and words in result.message, result.message
 
 
@@ -163,12 +158,12 @@ class NoExpiryStore(ReferenceRedisStore):
 
 
 def test_redis_store_reference_passes():
-    result = _run("04.redis_store", ReferenceRedisStore)
+    result = run("04.redis_store", ReferenceRedisStore)
     assert result.passed, result.message
 
 
 def test_redis_store_stub_fails_with_the_stub_message():
-    result = _run("04.redis_store", StubRedisStore)
+    result = run("04.redis_store", StubRedisStore)
     assert not result.passed and result.message == STUB_MESSAGE
 
 
@@ -177,7 +172,7 @@ def test_redis_store_stub_fails_with_the_stub_message():
     (NoExpiryStore, "is still there"),
 ])
 def test_redis_store_wrong_answers_fail_with_a_reason(wrong, words):
-    result = _run("04.redis_store", wrong)
+    result = run("04.redis_store", wrong)
     assert not result.passed and words in result.message, result.message
 
 
@@ -203,12 +198,12 @@ def vague_make_app(sessions):
 
 
 def test_store_down_reference_passes():
-    result = _run("04.store_down", reference_make_app)
+    result = run("04.store_down", reference_make_app)
     assert result.passed, result.message
 
 
 def test_store_down_stub_fails_with_the_stub_message():
-    result = _run("04.store_down", stub_make_app)
+    result = run("04.store_down", stub_make_app)
     assert not result.passed and result.message == STUB_MESSAGE
 
 
@@ -217,5 +212,5 @@ def test_store_down_stub_fails_with_the_stub_message():
     (vague_make_app, "should say why"),
 ])
 def test_store_down_wrong_answers_fail_with_a_reason(wrong, words):
-    result = _run("04.store_down", wrong)
+    result = run("04.store_down", wrong)
     assert not result.passed and words in result.message, result.message
