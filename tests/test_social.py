@@ -175,22 +175,3 @@ def test_mode_seam_accepts_an_auth_object(served):
 def test_reply_is_deterministic_and_uses_context():
     assert social.reply_to([], "") == "turn 1: say something!"
     assert social.reply_to(["b a"], "a") == "turn 2: your favourite word so far is 'a' (2 times)"
-
-
-def test_a_dead_session_store_gives_503_with_a_reason_and_recovers():
-    from labkit.redis_server import RedisServer, RedisSessionStore
-
-    with RedisServer(name="social-store") as redis_server:
-        store = RedisSessionStore(redis_server, idle_timeout=600)
-        with lk.serve(lambda: social.create_app(store=store, kdf_iterations=1_000),
-                      name="social-503") as server:
-            client = requests.Session()
-            login = client.post(server.url + "/login",
-                                json={"username": "alice", "password": "wonderland"})
-            assert login.status_code == 200
-            redis_server.kill()
-            down = client.get(server.url + "/me")
-            assert down.status_code == 503 and down.json()["error"] == "store_unavailable"
-            redis_server.revive()  # empty: it kept nothing on disk
-            assert client.get(server.url + "/me").status_code == 401
-            assert server.stats()["errors"] == 1  # the 503, and no 500

@@ -15,8 +15,6 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import StoreError
-
 
 class ApiError(HTTPException):
     """An HTTP error with a machine-readable reason code.
@@ -54,13 +52,6 @@ def install_json_errors(app: Flask) -> None:
         for name, value in getattr(exc, "extra_headers", ()):
             response.headers.add(name, value)
         return response
-
-    @app.errorhandler(StoreError)
-    def _store_down(exc: StoreError):  # noqa: ANN202 (Flask handler)
-        # The session store (Redis) is unreachable: the server cannot tell who
-        # anyone is. 503 says "try again later"; a 500 or a 401 would be a lie.
-        return jsonify(error=getattr(exc, "reason", "store_unavailable"),
-                       message=str(exc)), 503
 
 
 def json_body(**fields: type | tuple[type, ...]) -> dict[str, Any]:
