@@ -343,14 +343,22 @@ def load_test(target: Any, *, users: int = 10, requests: int = 200, seed: int = 
         quota = requests // users + (1 if index < requests % users else 0)
         mine: list[Sample] = []
         try:
-            for step in (setup(index) if setup else []):
-                m, p, body = (tuple(step) + (None,))[:3]
+            steps = [tuple(step) + (None,) for step in (setup(index) if setup else [])]
+        except Exception as exc:  # the learner's setup function itself failed
+            errors.append(LabkitError(f"setup({index}) raised {exc!r}; it should return"
+                                      " a list of (method, path) or (method, path, json)."))
+            steps = None
+        try:
+            for m, p, body, *_ in steps or []:
                 try:
                     user.request(m, base + p, body)
                 except Exception:
-                    pass  # a failed setup shows up in the measured requests
+                    pass  # a failed setup request shows up in the measured requests
         finally:
             ready.wait()
+        if steps is None:
+            user.close()
+            return
         try:
             for _ in range(quota):
                 p = paths[0] if len(paths) == 1 else rng.choice(paths)

@@ -134,3 +134,12 @@ def test_percentiles_use_nearest_rank():
     samples = [Sample(0, i, latency=i / 1000, status=200, server="s1") for i in range(1, 101)]
     report = LoadReport(users=1, samples=samples, duration=1.0)
     assert (report.p50, report.p95, report.p99) == (50.0, 95.0, 99.0)
+
+
+def test_a_broken_setup_function_is_reported_not_swallowed():
+    def setup(user):
+        raise KeyError("oops")
+
+    with lk.serve(make_counter, name="setup") as server:
+        with pytest.raises(lk.LabkitError, match="setup"):
+            lk.load_test(server, users=2, requests=4, setup=setup, progress=False)
