@@ -38,7 +38,12 @@ Step = tuple  # (method, path) or (method, path, json_body)
 
 @dataclass(frozen=True)
 class Fault:
-    """Kill or revive a cluster's server once a fraction ``at`` of the run is done."""
+    """Kill or revive a cluster's server once a fraction ``at`` of the run is done.
+
+    The report's ``fault_log`` records when each action had *finished*: a killed
+    server is down from then on (a request cut while it was dying may end a few
+    milliseconds earlier), and a revived one is answering from then on.
+    """
 
     action: str
     server: str
