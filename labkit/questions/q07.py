@@ -53,9 +53,9 @@ def _raw_post(port: int, head: bytes, body: bytes) -> bytes:
         sock.sendall(head + body)
         answer = b""
         try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except (socket.timeout, ConnectionResetError):
+            while b"}" not in answer and (chunk := sock.recv(65536)):
+                answer += chunk       # stop at the end of a JSON answer
+        except OSError:               # a timeout, or a reset on the unread lie
             pass
     return answer
 
