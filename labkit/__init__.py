@@ -22,13 +22,16 @@ from .load import Fault, LoadReport, load_test
 from .redis_server import RedisServer, RedisSessionStore
 from .replication import Replication
 from .server import Server, serve
-from .sessions import MemorySessionStore
+from .serverless import FunctionRuntime
+from .sessions import ManualClock, MemorySessionStore
 
 __all__ = [
     "Cluster",
     "Fault",
+    "FunctionRuntime",
     "LabkitError",
     "LoadReport",
+    "ManualClock",
     "MemorySessionStore",
     "RedisServer",
     "RedisSessionStore",
