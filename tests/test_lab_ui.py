@@ -56,7 +56,9 @@ def lab():
     process = subprocess.Popen(
         ["make", "--no-print-directory", "lab", f"PORT={port}",
          f"LAB_ARGS=--no-browser --IdentityProvider.token={token} --LabApp.news_url="
-         " --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         " --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"
+         # a fresh workspace, so tabs saved by earlier runs cannot change what opens
+         f" --LabApp.workspaces_dir={folder / 'workspaces'}"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -132,18 +134,20 @@ def test_chapter_00_runs_in_jupyterlab_in_a_browser(lab):
                 timeout=90_000)
             page.goto(f"{base}/lab/tree/{lab_dir.relative_to(ROOT).as_posix()}/tour.ipynb?token={token}")
 
-            page.wait_for_selector(".jp-NotebookPanel", timeout=90_000)
+            page.locator(".lm-TabBar-tab.lm-mod-current", has_text="tour.ipynb").first.wait_for(
+                timeout=90_000)
+            tour = page.locator(".jp-NotebookPanel:visible")  # not chapter 00's own tab
+            tour.first.wait_for(timeout=90_000)
             select = page.locator(".jp-Dialog button.jp-mod-accept")
             try:  # JupyterLab may ask which kernel to use first
                 select.wait_for(timeout=10_000)
                 select.click()
             except Exception:
                 pass
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'],"
-                                   " .jp-Toolbar-kernelStatus", timeout=60_000)
+            tour.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'],"
+                         " .jp-Toolbar-kernelStatus").first.wait_for(timeout=60_000)
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-            tour = page.locator(".jp-NotebookPanel:visible")  # not chapter 00's own tab
             tour.get_by_text("(<Server host closed>, <Cluster cluster round_robin closed>)").wait_for(
                 timeout=180_000)
             # JupyterLab only renders the cells on screen, so read what ran from the
