@@ -1,0 +1,489 @@
+"""Signed tokens (JWT) for the social app: the stateless way to know who is asking.
+
+In session mode (chapter 01) the server remembers who you are. In token mode it
+remembers nothing: at login it *signs* a small statement, "this is alice, until
+12:15", and gives it to the client. The client sends it back on every request in
+``Authorization: Bearer <token>``, and any server that holds the key can check the
+signature and believe the statement, with no memory of the login and no store to ask.
+
+The token is a JSON Web Token (RFC 7519) made and checked by PyJWT. A server must
+reject, with ``401`` and a reason code (never a 500):
+
+==========================  ==========================================================
+``token_required``          no ``Authorization: Bearer ...`` header
+``malformed_token``         not three base64url segments of JSON; a time claim that
+                            is not a number
+``alg_not_allowed``         any algorithm but the one configured: ``none`` in any
+                            casing, or HS256 on an RS256 server (algorithm confusion)
+``bad_signature``           the payload or the signature was changed, or another key
+                            signed it
+``missing_claim``           no ``exp``, ``iat``, ``sub``, ``jti``, ``aud`` or ``iss``
+``wrong_audience``          made for another service
+``wrong_issuer``            made by another issuer
+``token_expired``           ``exp`` has passed (beyond ``leeway``)
+``token_not_yet_valid``     ``iat`` or ``nbf`` in the future (beyond ``leeway``)
+``token_revoked``           on the deny-list, or issued before a "log out everywhere"
+``invalid_token``           anything else PyJWT rejects
+==========================  ==========================================================
+
+PyJWT checks the signature, the algorithm, the audience, the issuer and the required
+claims. The times are checked here, against an injectable ``clock``, because PyJWT
+always reads the real clock and a notebook wants to fast-forward.
+
+Example::
+
+    >>> from labkit.apps import social
+    >>> from labkit import tokens
+    >>> key = tokens.new_key()                       # 32 random bytes
+    >>> app = social.create_app(mode=tokens.TokenAuth(key))
+    >>> token = app.test_client().post("/login", json={
+    ...     "username": "alice", "password": "wonderland"}).json["token"]
+    >>> tokens.verify(token, key)["sub"]
+    'alice'
+
+``social.create_app(mode="token")`` works too once this module is imported: it signs
+with :data:`DEFAULT_KEY`, made once per Python process, so every server started from
+one notebook (threads or forked processes) shares it, as the servers of a real
+deployment share a key from their configuration.
+
+Logging out of a stateless server does nothing to a token that was already handed
+out: it stays valid until it expires. :class:`DenyList` (one server's memory) and
+:class:`RedisDenyList` (shared by a cluster) fix that, and bring state back.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import heapq
+import hmac
+import json
+import math
+import secrets
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+from flask import Flask, Request, Response
+
+from .apps._json import ApiError
+from .apps.social import AUTH_MODES, Caller, PasswordBook
+from .errors import LabkitError
+from .redis_server import StoreUnavailable
+
+__all__ = ["AUDIENCE", "DEFAULT_KEY", "DenyList", "ISSUER", "RedisDenyList", "REASONS",
+           "TokenAuth", "TokenRejected", "WeakKeyError", "forge", "issue", "new_key",
+           "verify"]
+
+ISSUER = "labkit-social"            # who signs the tokens (the ``iss`` claim)
+AUDIENCE = "labkit-social-api"      # who they are for (the ``aud`` claim)
+REQUIRED = ["exp", "iat", "sub", "jti", "aud", "iss"]
+MIN_HMAC_KEY = 32                   # bytes: as long as the SHA-256 output (RFC 7518 3.2)
+
+REASONS = ("token_required", "malformed_token", "alg_not_allowed", "bad_signature",
+           "missing_claim", "wrong_audience", "wrong_issuer", "token_expired",
+           "token_not_yet_valid", "token_revoked", "invalid_token")
+
+# PyJWT's errors, most specific first (several are subclasses of DecodeError).
+_PYJWT_REASONS: list[tuple[type[Exception], str]] = [
+    (jwt.InvalidAlgorithmError, "alg_not_allowed"),
+    (jwt.InvalidSignatureError, "bad_signature"),
+    (jwt.MissingRequiredClaimError, "missing_claim"),
+    (jwt.InvalidAudienceError, "wrong_audience"),
+    (jwt.InvalidIssuerError, "wrong_issuer"),
+    (jwt.ExpiredSignatureError, "token_expired"),
+    (jwt.ImmatureSignatureError, "token_not_yet_valid"),
+    (jwt.DecodeError, "malformed_token"),
+    (jwt.InvalidTokenError, "invalid_token"),
+]
+
+
+class TokenRejected(Exception):
+    """A token failed verification; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+
+
+class WeakKeyError(LabkitError, ValueError):
+    """An HMAC secret too short to resist an offline guessing attack."""
+
+
+def new_key(algorithm: str = "HS256") -> Any:
+    """A fresh signing key: 32 random bytes for HS256, a 2048-bit RSA key for RS256."""
+    if algorithm.startswith("HS"):
+        return secrets.token_bytes(MIN_HMAC_KEY)
+    if algorithm.startswith("RS"):
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    raise ValueError(f"new_key knows HS* and RS* algorithms, not {algorithm!r}")
+
+
+#: The key of ``create_app(mode="token")``: one per Python process, made at import.
+DEFAULT_KEY = new_key()
+
+
+def _verifying_key(key: Any, algorithm: str) -> Any:
+    """The key that checks signatures: the secret itself, or an RSA public key."""
+    if algorithm.startswith("HS"):
+        return key
+    if isinstance(key, (str, bytes)):  # a PEM: private keys sign, public keys verify
+        from cryptography.hazmat.primitives import serialization
+
+        pem = key.encode() if isinstance(key, str) else key
+        if b"PRIVATE KEY" not in pem:
+            return pem
+        key = serialization.load_pem_private_key(pem, password=None)
+    return key.public_key() if hasattr(key, "public_key") else key
+
+
+def issue(user: str, key: Any, *, algorithm: str = "HS256", ttl: float = 900,
+          now: float | None = None, issuer: str = ISSUER, audience: str = AUDIENCE,
+          **claims: Any) -> str:
+    """Sign a token saying "this is ``user``" for ``ttl`` seconds from ``now``.
+
+    Times are whole Unix seconds (JWT "NumericDate"); ``jti`` is a random id that
+    names this one token, so that it alone can be revoked.
+
+    >>> token = issue("alice", new_key(), ttl=60)
+    >>> token.count(".")
+    2
+    """
+    now = time.time() if now is None else now
+    payload = {"iss": issuer, "aud": audience, "sub": user, "iat": int(now),
+               "exp": int(now + ttl), "jti": secrets.token_urlsafe(16), **claims}
+    return jwt.encode(payload, key, algorithm=algorithm)
+
+
+def verify(token: str | None, key: Any, *, algorithm: str = "HS256",
+           issuer: str = ISSUER, audience: str = AUDIENCE, leeway: float = 0.0,
+           now: float | None = None) -> dict:
+    """Return the claims of a good ``token``, or raise :class:`TokenRejected`.
+
+    Only ``algorithm`` is accepted, whatever the token's header says (RFC 8725 3.1):
+    the header is written by whoever made the token, so it must never choose how the
+    token is checked. ``key`` is the HMAC secret, or for RS256 the private or public
+    key (only the public half is used). ``leeway`` forgives that many seconds of
+    clock difference between servers; ``now`` defaults to the real clock.
+    """
+    if not token:
+        raise TokenRejected("token_required", "Send Authorization: Bearer <token>.")
+    try:
+        claims = jwt.decode(
+            token, _verifying_key(key, algorithm), algorithms=[algorithm],
+            audience=audience, issuer=issuer,
+            options={"require": REQUIRED, "verify_exp": False, "verify_iat": False,
+                     "verify_nbf": False})
+    except jwt.InvalidTokenError as exc:
+        reason = next(r for kind, r in _PYJWT_REASONS if isinstance(exc, kind))
+        raise TokenRejected(reason, str(exc)) from None
+    now = time.time() if now is None else now
+    times = {name: claims[name] for name in ("exp", "iat", "nbf") if name in claims}
+    if not all(_is_time(t) for t in times.values()):
+        raise TokenRejected("malformed_token", "exp, iat and nbf must be numbers.")
+    if times["exp"] <= now - leeway:
+        raise TokenRejected("token_expired", "The token has expired; log in again.")
+    if max(times["iat"], times.get("nbf", times["iat"])) > now + leeway:
+        raise TokenRejected("token_not_yet_valid", "The token is not valid yet.")
+    if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
+        raise TokenRejected("invalid_token", "sub and jti must be strings.")
+    return claims
+
+
+def _is_time(value: Any) -> bool:
+    """A JWT NumericDate: a number of seconds (not a bool, not NaN or infinity)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+class TokenAuth:
+    """Token mode for :func:`labkit.apps.social.create_app`: an :class:`~labkit.apps.social.Auth`.
+
+    ``POST /login`` answers ``{"token": ..., "token_type": "Bearer", "expires_in": ttl}``;
+    later requests carry ``Authorization: Bearer <token>`` and the server checks the
+    signature, the algorithm, ``aud``, ``iss`` and the times, and keeps nothing.
+
+    Args:
+        key: the HMAC secret (HS256, at least 32 bytes; see :func:`new_key`) or an
+            RSA private key (RS256). Default: :data:`DEFAULT_KEY`.
+        algorithm: ``"HS256"`` or ``"RS256"``; the only one accepted.
+        ttl: seconds a token lives.
+        leeway: seconds of clock difference forgiven when checking times.
+        clock: Unix seconds, ``time.time`` by default; a
+            :class:`~labkit.sessions.ManualClock` fast-forwards expiry.
+        deny: a deny-list (:class:`DenyList`, :class:`RedisDenyList` or your own with
+            ``revoke(jti, exp)`` and ``is_revoked(jti, now)``); then ``POST /logout``
+            revokes the token it carries, and ``POST /logout?everywhere=1`` every token
+            of that user issued so far (if the deny-list has ``revoke_user``).
+        allow_weak_key: accept an HMAC secret shorter than 32 bytes, for the cracking
+            demonstration only.
+    """
+
+    name = "token"
+
+    def __init__(self, key: Any = None, *, algorithm: str = "HS256", ttl: float = 900,
+                 leeway: float = 0.0, clock: Callable[[], float] = time.time,
+                 deny: Any = None, issuer: str = ISSUER, audience: str = AUDIENCE,
+                 allow_weak_key: bool = False) -> None:
+        key = DEFAULT_KEY if key is None else key
+        if algorithm not in ("HS256", "RS256"):
+            raise ValueError(f"algorithm must be 'HS256' or 'RS256', not {algorithm!r}")
+        if algorithm == "HS256":
+            raw = key.encode() if isinstance(key, str) else key
+            if not isinstance(raw, bytes):
+                raise TypeError("an HS256 key is bytes (or str); use tokens.new_key()")
+            if len(raw) < MIN_HMAC_KEY:
+                if not allow_weak_key:
+                    raise WeakKeyError(
+                        f"An HS256 secret of {len(raw)} bytes can be guessed offline from"
+                        " any token it signed. Use tokens.new_key() (32 random bytes), or"
+                        " pass allow_weak_key=True to run the cracking experiment.")
+                # PyJWT warns on every use of such a key; we were told, so keep quiet.
+                warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning,
+                                        message=rf"The HMAC key is {len(raw)} bytes long")
+        self.key = key
+        self.algorithm = algorithm
+        self.ttl = ttl
+        self.leeway = leeway
+        self.clock = clock
+        self.deny = deny
+        self.issuer = issuer
+        self.audience = audience
+
+    def __repr__(self) -> str:
+        deny = f" deny={type(self.deny).__name__}" if self.deny is not None else ""
+        return f"<TokenAuth {self.algorithm} ttl={self.ttl:g}s{deny}>"
+
+    @property
+    def public_key(self) -> bytes | None:
+        """RS256: the public key as PEM, safe to publish (it can only verify)."""
+        if self.algorithm != "RS256":
+            return None
+        from cryptography.hazmat.primitives import serialization
+
+        public = _verifying_key(self.key, self.algorithm)
+        if isinstance(public, bytes):
+            return public
+        return public.public_bytes(serialization.Encoding.PEM,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def issue(self, user: str, **claims: Any) -> str:
+        """Sign a token for ``user`` now (what ``POST /login`` does)."""
+        return issue(user, self.key, algorithm=self.algorithm, ttl=self.ttl,
+                     now=self.clock(), issuer=self.issuer, audience=self.audience, **claims)
+
+    def verify(self, token: str | None) -> dict:
+        """Check ``token`` as this server does; the claims, or :class:`TokenRejected`."""
+        now = self.clock()
+        claims = verify(token, self.key, algorithm=self.algorithm, issuer=self.issuer,
+                        audience=self.audience, leeway=self.leeway, now=now)
+        if self.deny is not None:
+            try:
+                if self.deny.is_revoked(claims["jti"], now):
+                    raise TokenRejected("token_revoked", "This token was revoked.")
+                not_before = getattr(self.deny, "not_before", None)
+                cutoff = not_before(claims["sub"]) if not_before else None
+            except StoreUnavailable:
+                raise ApiError(503, StoreUnavailable.reason,
+                               "The deny-list cannot be reached; try again soon.") from None
+            if cutoff is not None and claims["iat"] <= cutoff:
+                raise TokenRejected("token_revoked",
+                                    "You logged out everywhere after this token was issued.")
+        return claims
+
+    # -- the Auth protocol -----------------------------------------------------------
+
+    def install(self, app: Flask, passwords: PasswordBook) -> None:
+        app.extensions["labkit.tokens"] = self  # no "labkit.sessions": nothing to count
+
+    def identify(self, req: Request) -> Caller:
+        try:
+            claims = self.verify(bearer_token(req))
+        except TokenRejected as exc:
+            error = ApiError(401, exc.reason, str(exc))
+            # RFC 6750: name the error only when a token came and was bad.
+            challenge = "Bearer" if exc.reason == "token_required" else (
+                f'Bearer error="invalid_token", error_description="{exc.reason}"')
+            error.extra_headers = [("WWW-Authenticate", challenge)]
+            raise error from None
+        return Caller(user=claims["sub"])
+
+    def login(self, user: str, response: Response) -> dict:
+        return {"token": self.issue(user), "token_type": "Bearer", "expires_in": self.ttl}
+
+    def remember(self, caller: Caller) -> None:
+        pass  # the server keeps nothing: that is the point
+
+    def logout(self, req: Request, response: Response) -> None:
+        """Revoke the caller's token (with a deny-list); without one, nothing happens."""
+        if self.deny is None:
+            return  # the token stays valid until it expires: see chapter 05
+        try:
+            claims = self.verify(bearer_token(req))
+        except TokenRejected:
+            return  # nothing valid to revoke
+        try:
+            if req.args.get("everywhere") and hasattr(self.deny, "revoke_user"):
+                now = self.clock()
+                self.deny.revoke_user(claims["sub"], now, now + self.ttl + self.leeway)
+            else:
+                self.deny.revoke(claims["jti"], claims["exp"] + self.leeway)
+        except StoreUnavailable:
+            raise ApiError(503, StoreUnavailable.reason,
+                           "The deny-list cannot be reached; the token was not revoked."
+                           ) from None
+
+
+def bearer_token(req: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, token = req.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def _token_mode(*, clock: Callable[[], float] = time.time, **_store_options: Any) -> TokenAuth:
+    # create_app passes the session store's default clock (time.monotonic); token
+    # times are Unix times, so that default becomes time.time. A ManualClock stays.
+    return TokenAuth(clock=time.time if clock is time.monotonic else clock)
+
+
+AUTH_MODES["token"] = _token_mode
+
+
+# ----------------------------------------------------------------- revocation lists
+class DenyList:
+    """Revoked tokens, in this server's memory, until each one expires by itself.
+
+    ``revoke(jti, exp)`` denies one token; ``revoke_user(user, at, until)`` denies
+    every token of ``user`` issued at or before ``at`` (a per-user not-before time),
+    until ``until``, when all of them have expired anyway. An entry is dropped once
+    the token it names has expired, so the list holds only revoked tokens that are
+    still alive. This is state again: a cluster needs one shared list
+    (:class:`RedisDenyList`).
+
+    >>> deny = DenyList()
+    >>> deny.revoke("token-1", exp=100)
+    >>> deny.is_revoked("token-1", now=50), deny.is_revoked("token-2", now=50)
+    (True, False)
+    >>> deny.is_revoked("token-1", now=100), len(deny)
+    (False, 0)
+    """
+
+    def __init__(self) -> None:
+        self._jtis: dict[str, float] = {}
+        self._users: dict[str, tuple[float, float]] = {}  # user -> (not before, until)
+        self._expiry: list[tuple[float, str]] = []        # a heap of (exp, jti)
+        self._lock = threading.Lock()
+
+    def revoke(self, jti: str, exp: float) -> None:
+        with self._lock:
+            self._jtis[jti] = exp
+            heapq.heappush(self._expiry, (exp, jti))
+
+    def is_revoked(self, jti: str, now: float) -> bool:
+        with self._lock:
+            self._purge(now)
+            return jti in self._jtis
+
+    def revoke_user(self, user: str, at: float, until: float) -> None:
+        with self._lock:
+            self._users[user] = (at, until)
+
+    def not_before(self, user: str) -> float | None:
+        """Tokens of ``user`` issued at or before this time are revoked (or None)."""
+        with self._lock:
+            at, _until = self._users.get(user, (None, None))
+            return at
+
+    def _purge(self, now: float) -> None:
+        while self._expiry and self._expiry[0][0] <= now:
+            exp, jti = heapq.heappop(self._expiry)
+            if self._jtis.get(jti) == exp:
+                del self._jtis[jti]
+        for user in [u for u, (_, until) in self._users.items() if until <= now]:
+            del self._users[user]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._jtis) + len(self._users)
+
+    def __repr__(self) -> str:
+        return f"<DenyList {len(self)} entries>"
+
+
+class RedisDenyList:
+    """Revoked tokens in Redis, shared by every server of a cluster.
+
+    Each revoked token is one key, ``deny:jti:<jti>``, that Redis deletes by itself at
+    the token's ``exp`` (``SET ... EXAT``); a per-user not-before time is
+    ``deny:user:<name>``. Every request now costs a round trip to Redis: the price of
+    being able to take a token back. When Redis is down the methods raise
+    :class:`~labkit.redis_server.StoreUnavailable` and the app answers 503: it
+    fails closed rather than accept tokens it cannot check.
+    """
+
+    def __init__(self, client_or_server: Any, *, prefix: str = "deny:") -> None:
+        from .redis_server import RedisServer
+
+        if isinstance(client_or_server, RedisServer):
+            client_or_server = client_or_server.client()
+        self.client = client_or_server
+        self.prefix = prefix
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        import redis
+
+        try:
+            return getattr(self.client, method)(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable(f"Redis cannot be reached: {exc}") from None
+
+    def revoke(self, jti: str, exp: float) -> None:
+        self._call("set", f"{self.prefix}jti:{jti}", "1", exat=max(1, math.ceil(exp)))
+
+    def is_revoked(self, jti: str, now: float) -> bool:
+        return bool(self._call("exists", f"{self.prefix}jti:{jti}"))
+
+    def revoke_user(self, user: str, at: float, until: float) -> None:
+        self._call("set", f"{self.prefix}user:{user}", repr(at), exat=max(1, math.ceil(until)))
+
+    def not_before(self, user: str) -> float | None:
+        value = self._call("get", f"{self.prefix}user:{user}")
+        return float(value) if value is not None else None
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._call("scan_iter", match=f"{self.prefix}*"))
+
+    def __repr__(self) -> str:
+        return f"<RedisDenyList prefix={self.prefix!r}>"
+
+
+# ----------------------------------------------------------------- the attacker's tool
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forge(header: dict, payload: dict, *, key: bytes | str | None = None,
+          signature: bytes = b"") -> str:
+    """Build a token by hand, as an attacker would: no library, no checks.
+
+    The header and payload are encoded as base64url JSON; with ``key`` the token is
+    signed HMAC-SHA256 with those bytes, whatever the header claims (a public key's
+    PEM works: that is algorithm confusion); otherwise ``signature`` is appended as
+    is (empty for ``alg: none``).
+
+    >>> forge({"alg": "none"}, {"sub": "admin"})
+    'eyJhbGciOiAibm9uZSJ9.eyJzdWIiOiAiYWRtaW4ifQ.'
+    """
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}"
+    if key is not None:
+        secret = key.encode() if isinstance(key, str) else key
+        signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
