@@ -278,6 +278,8 @@ def create_app(
     * ``kdf_iterations``: PBKDF2 cost; lower it for experiments with many logins.
     """
     if isinstance(mode, str):
+        if mode == "token" and mode not in AUTH_MODES:
+            from .. import tokens  # noqa: F401  (registers AUTH_MODES["token"])
         if mode not in AUTH_MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {sorted(AUTH_MODES)}"
                              " or pass an Auth object")
