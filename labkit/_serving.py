@@ -34,7 +34,10 @@ POLL_INTERVAL = 0.05  # how often serve_forever looks for a shutdown request
 
 
 class QuietHandler(WSGIRequestHandler):
-    """werkzeug's handler, with keep-alive on and its console log off.
+    """werkzeug's handler, speaking HTTP/1.1, with its console log off.
+
+    (werkzeug's development server still answers every request with
+    ``Connection: close``, so each request gets a connection of its own.)
 
     Output printed by a background thread lands in whatever notebook cell runs at
     that moment, so the kit keeps a structured log instead (see _middleware).
@@ -52,7 +55,7 @@ class QuietHandler(WSGIRequestHandler):
 class KillableServer(ThreadedWSGIServer):
     """A threaded werkzeug server that knows its open connections.
 
-    A real crash cuts every connection at once, including idle keep-alive ones.
+    A real crash cuts every connection at once, including requests in flight.
     To imitate that, the server remembers each connection and its thread so that
     ``drop_connections`` can cut them and ``join_threads`` can wait for them.
     """

@@ -4,7 +4,8 @@ For each request from a client it:
 
 1. reads the request (head and body),
 2. asks the **policy** which live server should take it (see ``policies``),
-3. forwards it over a kept-alive connection to that server,
+3. forwards it to that server (reusing the connection when the server allows it;
+   werkzeug's development server closes after every answer),
 4. relays the answer back, adding a pin cookie when the policy pins clients.
 
 If the chosen server is dead, a request with an idempotent method (GET, PUT, ...)
@@ -37,7 +38,7 @@ class _Unreachable(Exception):
 
 
 class _Upstream:
-    """One kept-alive connection from the balancer to one server."""
+    """A connection from the balancer to one server, reused while the server allows."""
 
     def __init__(self, port: int, generation: int) -> None:
         self.sock = socket.create_connection((HOST, port), timeout=UPSTREAM_TIMEOUT)

@@ -6,8 +6,9 @@
     >>> report.per_server
     {'s1': 67, 's2': 67, 's3': 66}
 
-Each user is a thread with one kept-alive connection and a lean HTTP/1.1 client
-(so that the measurement is of the servers, not of the client). Users send
+Each user is a thread with its own connection (reused when the server allows it) and
+a lean HTTP/1.1 client, so that the measurement is of the servers, not of the
+client. Users send
 ``X-Client-Id: user-N``, keep the cookies they are given, and send them back, like
 browsers. The sequence of requests is fixed by ``seed``.
 
@@ -178,7 +179,7 @@ class _Dropped(Exception):
 
 
 class _User:
-    """One simulated user: a kept-alive connection and a cookie jar.
+    """One simulated user: a connection (reused when the server allows) and cookies.
 
     It speaks HTTP/1.1 over a plain socket with the kit's own framing helpers
     (``_http``): the standard library's clients parse every response header with the
