@@ -18,7 +18,8 @@ from labkit.checks.result import CheckResult
 
 SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
 
-__all__ = ["STUB_MESSAGE", "check_calls", "reference", "released_stubs", "run"]
+__all__ = ["STUB_MESSAGE", "assert_released_stubs_fail", "check_calls", "reference",
+           "released_stubs", "run"]
 
 
 def run(qid: str, *answers) -> CheckResult:
@@ -55,3 +56,13 @@ def check_calls(solution: Path) -> list[tuple[str, list[str]]]:
             qid, *names = [part.strip() for part in source[len("lk.check("):-1].split(",")]
             calls.append((qid.strip("\"'"), names))
     return calls
+
+
+def assert_released_stubs_fail(solution: Path, *, at_least: int = 3) -> None:
+    """Every check of ``solution`` fails with the stub message on the released stubs."""
+    stubs = released_stubs(solution)
+    calls = check_calls(solution)
+    assert len(calls) >= at_least
+    for qid, names in calls:
+        result = run(qid, *(stubs[name] for name in names))
+        assert not result.passed and result.message == STUB_MESSAGE, qid
