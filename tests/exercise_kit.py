@@ -8,9 +8,13 @@ notebook itself, so the tests use exactly what learners get.
 
 from __future__ import annotations
 
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nbformat
+import pytest
 
 from labkit.checks import get_question
 from labkit.checks.run import STUB_MESSAGE, run_question
@@ -18,13 +22,79 @@ from labkit.checks.result import CheckResult
 
 SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
 
-__all__ = ["STUB_MESSAGE", "assert_released_stubs_fail", "check_calls", "reference",
-           "released_stubs", "run"]
+__all__ = ["STUB_MESSAGE", "Case", "assert_case", "assert_released_stubs_fail", "check_calls",
+           "reference", "released_stubs", "run", "table", "valid", "wrong"]
+
+# Wrong answers are sorted into the classes a learner who games a check would try.
+KINDS = ("visible-only", "hostile-input", "concurrency", "security", "substance",
+         "logic")
 
 
-def run(qid: str, *answers) -> CheckResult:
-    """Run question ``qid``'s check on ``answers`` (never raises)."""
-    return run_question(get_question(qid), answers)
+def run(qid: str, *answers, seed: int | None = 0, hidden: bool = False) -> CheckResult:
+    """Run question ``qid``'s check on ``answers`` (never raises); seed 0 unless given."""
+    return run_question(get_question(qid), answers, seed=seed, hidden=hidden)
+
+
+# -- the answer table: one row per answer, valid or wrong ------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    """One row of a question's answer table.
+
+    ``answers`` are what the learner would pass to ``lk.check`` after the id. A valid
+    case must pass; a wrong case must fail, and its message must contain ``says``
+    (words naming the property that broke), never the stub message.
+    """
+
+    qid: str
+    name: str
+    answers: tuple = field(repr=False)
+    valid: bool
+    says: str = ""
+    kind: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.qid}:{'valid' if self.valid else 'wrong'}:{self.name}"
+
+
+def valid(qid: str, name: str, *answers: Any) -> Case:
+    """A valid alternative answer: it must pass."""
+    return Case(qid, name, answers, True)
+
+
+def wrong(qid: str, name: str, *answers: Any, says: str, kind: str) -> Case:
+    """A wrong answer of class ``kind``: it must fail with a message containing ``says``."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    if not says:
+        raise ValueError("say which words the failure message must contain")
+    return Case(qid, name, answers, False, says, kind)
+
+
+def table(cases: list[Case]) -> Any:
+    """``@table(CASES)`` parametrizes a test over the rows, one test id per row."""
+    return pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in cases])
+
+
+def case_seed(case: Case, salt: int = 0) -> int:
+    """A seed that differs between rows but is the same on every run of one row."""
+    return zlib.crc32(f"{case.id}/{salt}".encode()) % 1_000_000
+
+
+def assert_case(case: Case, *, hidden: bool = False) -> None:
+    """Run one row and assert its verdict (and, for a wrong answer, its message)."""
+    seed = case_seed(case)
+    result = run(case.qid, *case.answers, seed=seed, hidden=hidden)
+    where = f"{case.id} (seed {seed}, hidden={hidden})"
+    if case.valid:
+        assert result.passed, f"{where}: a valid answer failed: {result.message}"
+    else:
+        assert not result.passed, f"{where}: a wrong answer passed: {result.message}"
+        assert result.message != STUB_MESSAGE, f"{where}: failed only as a stub"
+        assert case.says.lower() in result.message.lower(), (
+            f"{where}: the message should name what broke ({case.says!r}):"
+            f" {result.message}")
 
 
 def _execute(notebook: nbformat.NotebookNode, filename: str) -> dict:

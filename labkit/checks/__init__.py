@@ -9,6 +9,8 @@ How it fits together:
 
 * :mod:`.registry` -- the ``@question`` decorator and the registry of questions,
   which lives in ``labkit/questions/qNN.py`` (one module per chapter);
+* :mod:`.context` -- the seed of a check run and whether it is a hidden re-check;
+  checks draw every input the learner cannot see from ``context().rng``;
 * :mod:`.run` -- ``check`` and ``hint``: run a question, turn what happened into
   a :class:`CheckResult`, display it;
 * :mod:`.result` -- the result, rendered as text, HTML and the JSON record
@@ -19,17 +21,20 @@ How it fits together:
 
 from __future__ import annotations
 
+from .context import CheckContext, context
 from .registry import CheckFailed, Question, all_questions, get_question, question, questions_for
 from .result import MIME_TYPE, CheckResult
 from .run import check, hint
 
 __all__ = [
     "MIME_TYPE",
+    "CheckContext",
     "CheckFailed",
     "CheckResult",
     "Question",
     "all_questions",
     "check",
+    "context",
     "get_question",
     "hint",
     "question",

@@ -18,6 +18,7 @@ import traceback
 from typing import Any
 
 from ..errors import CheckError, LabkitError
+from .context import CheckContext, new_seed, running
 from .registry import CheckFailed, Question, get_question
 from .result import CheckResult, stable_text
 
@@ -34,12 +35,14 @@ _LIBRARY_DIRS = tuple(
         sysconfig.get_paths()["platlib"], _KIT_DIR)})
 
 
-def check(question_id: str, *answers: Any) -> CheckResult | None:
+def check(question_id: str, *answers: Any, seed: int | None = None) -> CheckResult | None:
     """Check your answer to question ``question_id`` and show the verdict.
 
     Args:
         question_id: the id printed in the exercise, e.g. ``"00.remember"``.
         *answers: what the question asks for (usually your function or app factory).
+        seed: run the check with this seed (a failed check shows the one it used),
+            to try exactly the same case again.
 
     In a notebook the verdict is displayed once (text, HTML and a JSON record that
     ``labkit grade`` reads back); outside Jupyter it is printed. Either way the
@@ -53,19 +56,30 @@ def check(question_id: str, *answers: Any) -> CheckResult | None:
     """
     question = get_question(question_id)
     _bind(question, answers)
-    result = run_question(question, answers)
+    result = run_question(question, answers, seed=seed)
     _show_result(result)
     return result
 
 
-def run_question(question: Question, answers: tuple[Any, ...]) -> CheckResult:
-    """Run ``question``'s check function on ``answers``; never raises (but Ctrl-C)."""
+def run_question(question: Question, answers: tuple[Any, ...], *, seed: int | None = None,
+                 hidden: bool = False) -> CheckResult:
+    """Run ``question``'s check function on ``answers``; never raises (but Ctrl-C).
+
+    ``seed`` fixes the random inputs of the check (a fresh one when None); ``hidden``
+    adds the probes that only ``labkit grade`` runs. A failure message ends with the
+    seed, so the learner can re-run that exact case with ``lk.check(..., seed=N)``.
+    """
+    ctx = CheckContext(seed=new_seed() if seed is None else seed, hidden=hidden)
     try:
-        praise = question.func(*answers)
+        with running(ctx):
+            praise = question.func(*answers)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # SystemExit too: werkzeug raises it on a busy port
-        return CheckResult(question.id, False, 0, question.points, explain(exc))
+        message = explain(exc)
+        if message != STUB_MESSAGE:
+            message += f" (check seed {ctx.seed})"
+        return CheckResult(question.id, False, 0, question.points, message)
     message = praise if isinstance(praise, str) and praise else "Well done."
     return CheckResult(question.id, True, question.points, question.points, message)
 
