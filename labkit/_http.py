@@ -37,6 +37,7 @@ import io
 import json
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
@@ -125,6 +126,48 @@ class TimedReader(io.RawIOBase):
         if self.eof_on_timeout:
             return 0
         raise self.on_timeout()
+
+
+class Refuser:
+    """Turns away connections over a cap: an answer, then a close a little later.
+
+    Closing a socket at once, while the client's request is still unread, makes
+    the kernel send a reset, which can destroy the answer before the client reads
+    it. So a refused socket gets its answer and a FIN now, and is closed (its
+    unread input drained) once it is a second old, or when more than ``keep`` wait.
+    No thread is spent on a client that is being turned away.
+    """
+
+    def __init__(self, keep: int = 64, linger: float = 1.0) -> None:
+        self.keep, self.linger = keep, linger
+        self._waiting: list[tuple[float, socket.socket]] = []
+        self._lock = threading.Lock()
+
+    def refuse(self, conn: socket.socket, answer: bytes) -> None:
+        try:
+            conn.setblocking(False)  # a client that does not read cannot stall us
+            conn.send(answer)
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        with self._lock:
+            self._waiting.append((time.monotonic(), conn))
+        self.reap()
+
+    def reap(self, *, everything: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            done = [c for t, c in self._waiting if everything or now - t > self.linger]
+            if not everything and len(self._waiting) - len(done) > self.keep:
+                done += [c for _, c in self._waiting[: len(self._waiting) - self.keep]]
+            self._waiting = [(t, c) for t, c in self._waiting if c not in done]
+        for conn in done:
+            try:
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
+            conn.close()
 
 
 # -- heads -----------------------------------------------------------------------------
@@ -298,7 +341,7 @@ def body_framing(headers: list[tuple[str, str]], version: str = "HTTP/1.1") -> t
     names = [c.strip(" \t").lower() for c in codings[0].split(",")]
     if names == ["chunked"]:
         return "chunked", 0
-    if "chunked" in names:
+    if "chunked" in names and (names[-1] != "chunked" or names.count("chunked") > 1):
         raise HTTPError(400, "ambiguous_framing",
                         f"Transfer-Encoding {codings[0][:40]!r}: chunked must be the only"
                         " coding, once and last (RFC 9112 §6.3).")
@@ -338,8 +381,7 @@ def _chunks(rfile: BinaryIO, limit: int | None):
         size = int(found.group(1), 16)
         if size == 0:
             trailer = io.BytesIO()
-            budget = MAX_HEAD if limit is None else min(MAX_HEAD, limit - total)
-            _fields(_Recorder(rfile, trailer), budget)  # checked like headers
+            _fields(_Recorder(rfile, trailer), MAX_HEAD)  # checked like headers
             count(len(trailer.getvalue()))
             yield raw + trailer.getvalue(), b""
             return
@@ -406,7 +448,8 @@ def read_body(rfile: BinaryIO, request: Request, *, limit: int = MAX_BODY) -> by
 _PHRASES = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
             413: "Content Too Large", 414: "URI Too Long",
             431: "Request Header Fields Too Large", 501: "Not Implemented",
-            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+            500: "Internal Server Error", 502: "Bad Gateway",
+            503: "Service Unavailable", 504: "Gateway Timeout",
             505: "HTTP Version Not Supported"}
 
 

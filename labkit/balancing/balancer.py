@@ -16,8 +16,9 @@ know whether the dead server acted on it. With no live server at all, the client
 gets ``503`` with a reason, straight away.
 
 It also defends itself, as HAProxy and nginx do: a request head must arrive within
-``head_timeout`` seconds and a body within ``body_timeout`` (else ``408``), at most
-``max_connections`` clients are served at once (the next one gets ``503``), the
+``head_timeout`` seconds and a body within ``body_timeout`` (else ``408``), a body
+is at most ``max_body`` bytes (else ``413``), at most ``max_connections`` clients
+are served at once (the next one gets ``503``), the
 kit's own ``/__labkit__/`` endpoints are never routed, however the path is spelled,
 and a connection thread that fails records the error in ``balancer.errors``
 instead of printing it into a notebook cell.
@@ -98,8 +99,10 @@ class Balancer:
     def __init__(self, servers: Sequence[Any], policy: Policy, *,
                  head_timeout: float = _http.HEAD_TIMEOUT,
                  body_timeout: float = _http.BODY_TIMEOUT,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+                 max_connections: int = MAX_CONNECTIONS,
+                 max_body: int = _http.MAX_BODY) -> None:
         self.policy = policy
+        self.max_body = max_body
         self.head_timeout = head_timeout
         self.body_timeout = body_timeout
         self.max_connections = max_connections
@@ -113,6 +116,7 @@ class Balancer:
         self._lock = threading.Lock()
         self._clients: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
+        self._refuser = _http.Refuser()
         self._listener: socket.socket | None = None
         self._accepter: threading.Thread | None = None
         self.port = 0
@@ -146,6 +150,7 @@ class Balancer:
                 pass
         for thread in threads:
             thread.join(5.0)
+        self._refuser.reap(everything=True)
 
     def connections(self) -> int:
         """Client connections open now."""
@@ -164,8 +169,12 @@ class Balancer:
                 if full:
                     self.refused_connections += 1
             if full:
-                self._refuse(conn)
+                self._refuser.refuse(conn, _http.json_response(
+                    503, "too_many_connections",
+                    f"The balancer serves at most {self.max_connections} connections"
+                    " at once; try again shortly.", close=True))
                 continue
+            self._refuser.reap()
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             thread = threading.Thread(target=self._serve_client, args=(conn, addr),
                                       name="labkit-balancer-conn", daemon=True)
@@ -173,18 +182,6 @@ class Balancer:
                 self._clients.add(conn)
                 self._threads.add(thread)
             thread.start()
-
-    def _refuse(self, conn: socket.socket) -> None:
-        """Too many clients: say so without a thread, and close."""
-        try:
-            conn.setblocking(False)  # never let a client that does not read stall accept()
-            conn.send(_http.json_response(
-                503, "too_many_connections",
-                f"The balancer serves at most {self.max_connections} connections at"
-                " once; try again shortly.", close=True))
-        except OSError:
-            pass
-        conn.close()
 
     # -- one client connection ----------------------------------------------------
 
@@ -209,8 +206,8 @@ class Balancer:
             self.errors.append(traceback.format_exc())
             with contextlib.suppress(OSError):
                 conn.sendall(_http.json_response(
-                    400, "unreadable_request", "The balancer could not handle this"
-                    " request; see balancer.errors.", close=True))
+                    500, "balancer_error", "The balancer failed on this request (a bug);"
+                    " the traceback is in balancer.errors.", close=True))
         finally:
             rfile.close()
             conn.close()
@@ -235,7 +232,7 @@ class Balancer:
             if request.framing != "none" and request.version == "HTTP/1.1" and (
                     _http.header(request.headers, "expect") or "").lower() == "100-continue":
                 conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-            body = _http.read_body(rfile, request)
+            body = _http.read_body(rfile, request, limit=self.max_body)
         except _http.TimedOut:
             raise _http.HTTPError(408, "body_timeout", "The request body did not arrive"
                                   f" within {self.body_timeout:g} s.") from None

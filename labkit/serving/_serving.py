@@ -57,6 +57,7 @@ class QuietHandler(WSGIRequestHandler):
     protocol_version = "HTTP/1.1"
     head_timeout = _http.HEAD_TIMEOUT  # seconds for a whole request head, else 408
     body_timeout = _http.BODY_TIMEOUT  # seconds for a whole body, else 408
+    max_body = _http.MAX_BODY          # bytes of a chunked body, else 413
 
     def log(self, type: str, message: str, *args: Any) -> None:
         pass
@@ -83,7 +84,8 @@ class QuietHandler(WSGIRequestHandler):
                 # "+5" or "0x5" as a size and fails on a trailer with a 500).
                 if (_http.header(request.headers, "expect") or "").lower() == "100-continue":
                     self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                self._chunked_body = _http.read_chunked_body(self.rfile)
+                self._chunked_body = _http.read_chunked_body(self.rfile,
+                                                             limit=self.max_body)
         except _http.Closed:
             return
         except _http.TimedOut:
@@ -145,22 +147,19 @@ class KillableServer(ThreadedWSGIServer):
         self._conns: set[socket.socket] = set()
         self._conn_threads: set[threading.Thread] = set()
         self._conns_lock = threading.Lock()
+        self._refuser = _http.Refuser()
         super().__init__(*args, **kwargs)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conns_lock:
             full = len(self._conns) >= MAX_CONNECTIONS
         if full:
-            try:
-                request.setblocking(False)
-                request.send(_http.json_response(
-                    503, "too_many_connections",
-                    f"This server serves at most {MAX_CONNECTIONS} connections at once.",
-                    close=True))
-            except OSError:
-                pass
-            self.shutdown_request(request)
+            self._refuser.refuse(request, _http.json_response(
+                503, "too_many_connections",
+                f"This server serves at most {MAX_CONNECTIONS} connections at once.",
+                close=True))
             return
+        self._refuser.reap()
         thread = threading.Thread(
             target=self._serve_connection,
             args=(request, client_address),
@@ -194,6 +193,7 @@ class KillableServer(ThreadedWSGIServer):
             errors.append(text)
 
     def drop_connections(self) -> None:
+        self._refuser.reap(everything=True)
         with self._conns_lock:
             conns = list(self._conns)
         for conn in conns:
