@@ -57,6 +57,11 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "upgrade",
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CTLs but HTAB (RFC 9110 §5.5)
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# A header section of valid field lines (name: value, CRLF or LF), and its pairs.
+_FIELD_BLOCK = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r?\n)*")
+_FIELD_PAIRS = re.compile(
+    r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)\r?\n")
 _DIGITS = re.compile(r"[0-9]+")  # not str.isdigit(): that accepts '²' and '٣'
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;[^\x00-\x08\x0a-\x1f\x7f]*)?")
 _TARGET = re.compile(r"[\x21-\x7e]+")
@@ -102,8 +107,13 @@ class TimedReader(io.RawIOBase):
         self.on_timeout: Callable[[], Exception] = TimedOut  # what a late read raises
 
     def start(self, seconds: float | None) -> None:
-        """Reads must finish within ``seconds`` from now (None: no deadline)."""
-        self.deadline = None if seconds is None else time.monotonic() + seconds
+        """Reads must finish within ``seconds`` from now (None: no deadline; writes
+        then get ``SEND_TIMEOUT``)."""
+        if seconds is None:
+            self.deadline = None
+            self.sock.settimeout(SEND_TIMEOUT)
+        else:
+            self.deadline = time.monotonic() + seconds
 
     def readable(self) -> bool:
         return True
@@ -112,13 +122,11 @@ class TimedReader(io.RawIOBase):
         left = None if self.deadline is None else self.deadline - time.monotonic()
         if left is not None and left <= 0:
             return self._timed_out()
-        self.sock.settimeout(left)
+        self.sock.settimeout(SEND_TIMEOUT if left is None else left)
         try:
             n = self.sock.recv_into(buffer)
         except socket.timeout:
             return self._timed_out()
-        finally:
-            self.sock.settimeout(SEND_TIMEOUT)  # what writes to this socket get
         self.received += n
         return n
 
@@ -210,22 +218,25 @@ def _end(line: bytes) -> bytes | None:
 
 def _fields(rfile: BinaryIO, budget: int) -> list[tuple[str, str]]:
     """Read field lines up to the empty line (headers or trailers)."""
-    fields: list[tuple[str, str]] = []
+    lines: list[bytes] = []
+    readline = rfile.readline
     while True:
-        raw = _line(rfile, MAX_LINE, 431, "headers_too_large", "A field line")
+        raw = readline(MAX_LINE + 1)
         budget -= len(raw)
-        if budget < 0:
-            raise HTTPError(431, "headers_too_large",
-                            f"The head is over {MAX_HEAD} bytes.")
-        line = _end(raw)
-        if line is None:
+        if raw == b"\r\n" or raw == b"\n":
+            break
+        if budget < 0 or len(raw) > MAX_LINE or len(lines) >= MAX_HEADERS:
+            raise HTTPError(431, "headers_too_large", f"The head is over {MAX_HEAD} bytes,"
+                            f" {MAX_HEADERS} field lines or {MAX_LINE} bytes in a line.")
+        if not raw.endswith(b"\n"):
             raise HTTPError(400, "truncated_headers", "The connection closed mid-headers.")
-        if not line:
-            return fields
-        if len(fields) >= MAX_HEADERS:
-            raise HTTPError(431, "headers_too_large",
-                            f"More than {MAX_HEADERS} field lines.")
-        fields.append(_field(line))
+        lines.append(raw)
+    text = b"".join(lines).decode("latin-1")
+    if _FIELD_BLOCK.fullmatch(text):  # the usual case: every line valid, in one step
+        return [(name, value.rstrip(" \t")) for name, value in _FIELD_PAIRS.findall(text)]
+    for raw in lines:  # find the bad line and say what is wrong with it
+        _field(_end(raw))
+    raise HTTPError(400, "bad_header", "Malformed header section.")  # not reached
 
 
 def read_head(rfile: BinaryIO) -> tuple[str, list[tuple[str, str]]]:
@@ -238,7 +249,7 @@ def read_head(rfile: BinaryIO) -> tuple[str, list[tuple[str, str]]]:
     start = _end(raw)
     if start is None:
         raise HTTPError(400, "truncated_headers", "The connection closed mid-line.")
-    if _BAD_VALUE.search(start.decode("latin-1")):
+    if _CONTROL.search(start):
         raise HTTPError(400, "bad_request_line", "The start line holds a control character.")
     return start.decode("latin-1"), _fields(rfile, MAX_HEAD - len(raw))
 
@@ -257,7 +268,10 @@ def _all(headers: list[tuple[str, str]], name: str) -> list[str]:
 
 def content_length(headers: list[tuple[str, str]]) -> int | None:
     """The one ``Content-Length``, checked: ``[0-9]+`` in ASCII, given once."""
-    values = _all(headers, "content-length")
+    return _length(_all(headers, "content-length"))
+
+
+def _length(values: list[str]) -> int | None:
     if not values:
         return None
     if len(values) > 1:
@@ -288,14 +302,11 @@ class Request:
     headers: list[tuple[str, str]]
     framing: str
     length: int = 0
+    close: bool = False  # the client asked to close the connection after this one
 
     def wants_close(self) -> bool:
         """True when the client asked to close after this request."""
-        options = {o.strip(" \t").lower()
-                   for v in _all(self.headers, "connection") for o in v.split(",")}
-        if self.version == "HTTP/1.0":
-            return "keep-alive" not in options
-        return "close" in options
+        return self.close
 
 
 def read_request(rfile: BinaryIO) -> Request:
@@ -312,12 +323,19 @@ def read_request(rfile: BinaryIO) -> Request:
     if found.group(1) != "1":
         raise HTTPError(505, "version_not_supported", "Only HTTP/1.0 and 1.1 are spoken.")
     version = "HTTP/1.0" if found.group(2) == "0" else "HTTP/1.1"
-    hosts = _all(headers, "host")
-    if len(hosts) > 1 or (version == "HTTP/1.1" and not hosts):
+    seen: dict[str, list[str]] = {"host": [], "content-length": [],
+                                  "transfer-encoding": [], "connection": []}
+    for name, value in headers:  # one pass over the fields that decide framing
+        values = seen.get(name.lower())
+        if values is not None:
+            values.append(value)
+    if len(seen["host"]) > 1 or (version == "HTTP/1.1" and not seen["host"]):
         raise HTTPError(400, "bad_host", "An HTTP/1.1 request needs exactly one Host"
                         " header (RFC 9112 §3.2).")
-    framing, length = body_framing(headers, version)
-    return Request(method, target, version, headers, framing, length)
+    framing, length = _framing(seen["transfer-encoding"], seen["content-length"], version)
+    options = {o.strip(" \t").lower() for v in seen["connection"] for o in v.split(",")}
+    close = "keep-alive" not in options if version == "HTTP/1.0" else "close" in options
+    return Request(method, target, version, headers, framing, length, close)
 
 
 def body_framing(headers: list[tuple[str, str]], version: str = "HTTP/1.1") -> tuple[str, int]:
@@ -325,11 +343,15 @@ def body_framing(headers: list[tuple[str, str]], version: str = "HTTP/1.1") -> t
 
     Anything two parsers could read two ways is refused (RFC 9112 §6.1, §6.3).
     """
-    codings = _all(headers, "transfer-encoding")
+    return _framing(_all(headers, "transfer-encoding"), _all(headers, "content-length"),
+                    version)
+
+
+def _framing(codings: list[str], lengths: list[str], version: str) -> tuple[str, int]:
     if not codings:
-        length = content_length(headers)
+        length = _length(lengths)
         return ("none", 0) if length is None else ("length", length)
-    if _all(headers, "content-length"):
+    if lengths:
         raise HTTPError(400, "ambiguous_framing",
                         "Both Transfer-Encoding and Content-Length: refused, because a"
                         " proxy and a server could read two different bodies.")

@@ -70,6 +70,10 @@ def internal_path(target: str) -> bool:
         False
     """
     path = target.split("?", 1)[0]
+    name = INTERNAL_PREFIX.strip("/")
+    if not any(c in path for c in "%\\.;") and "//" not in path:  # the usual case
+        first = path.split("/", 2)[1:2]
+        return bool(first) and first[0].lower() == name
     for _ in range(5):  # %255F -> %5F -> _
         decoded = unquote(path, errors="replace")
         if decoded == path:
@@ -84,7 +88,6 @@ def internal_path(target: str) -> bool:
             resolved = resolved[:-1]
         elif s not in ("", "."):
             resolved.append(s)
-    name = INTERNAL_PREFIX.strip("/")
     return any(found and found[0] == name for found in (kept, resolved))
 
 
@@ -309,7 +312,8 @@ class Balancer:
             raise _http.HTTPError(400, "bad_target",
                                   "A request target is /path or http://host/path.")
         path = parts.path or "/"
-        return (path + ("?" + parts.query if parts.query else ""), parts.netloc)
+        host = parts.netloc.rpartition("@")[2]  # never forward user:password@
+        return (path + ("?" + parts.query if parts.query else ""), host)
 
     def _request_info(self, method: str, path: str, headers: list[tuple[str, str]],
                       client_ip: str) -> RequestInfo:
