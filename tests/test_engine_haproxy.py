@@ -193,7 +193,8 @@ def test_manifests_describe_the_live_topology():
             assert deploy.policy_of_manifests(kit.kubernetes_manifests()) == policy
 
 
-@pytest.mark.skipif(not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"),
+@pytest.mark.skipif(not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx")
+                    and os.environ.get("CI") != "true",
                     reason="nginx is not installed")
 def test_the_nginx_config_really_runs_and_sticks(tmp_path):
     """Open-source nginx, no Plus: the routing cookie pins the login and what follows."""
@@ -223,3 +224,21 @@ def test_the_nginx_config_really_runs_and_sticks(tmp_path):
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(10)
+
+
+def test_engine_benchmark_prints_its_figures():
+    """The kit vs HAProxy benchmark runs (its figures are read in the closing note)."""
+    import json
+    import pathlib
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, str(root / "benchmarks/engine.py"), "--repeats",
+                             "1", "--quick"], capture_output=True, text=True, timeout=600,
+                            cwd=root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("kit_vs_haproxy_rps", "kit_fidelity", "haproxy_fidelity",
+                "kit_p50_added_ms", "haproxy_p50_added_ms", "kit_cpu_ms_per_request"):
+        assert isinstance(figures[key], float), key
+    assert "Why the kit is slower" in result.stdout

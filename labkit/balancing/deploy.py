@@ -37,6 +37,14 @@ _NGINX = {
     # hashed consistently, pins a client from its first request on.
     "sticky": ("hash $lk_route consistent;", "consistent hash of a routing cookie nginx sets"),
 }
+ROUTE_COOKIE = "LKROUTE"
+
+
+class _Dumper(yaml.SafeDumper):
+    """Plain YAML: repeated dicts are written out again, not as &anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _servers(cluster: Any) -> list[str]:
@@ -61,7 +69,7 @@ def nginx_config(cluster: Any, *, port: int = 8080) -> str:
     if policy == "sticky":
         lines += [
             "# Stickiness without NGINX Plus: nginx gives each new client a random routing",
-            f"# cookie {STICKY_COOKIE}R ($request_id) and hashes it, so the first request,",
+            f"# cookie {ROUTE_COOKIE} ($request_id) and hashes it, so the first request,",
             "# the login, already lands where the later ones will. When a server dies its",
             "# clients move to the next one on the ring, and move back when it returns",
             "# (HAProxy's inserted cookie keeps the new pin instead).",
@@ -76,9 +84,9 @@ def nginx_config(cluster: Any, *, port: int = 8080) -> str:
     ]
     if policy == "sticky":
         lines += [
-            f"    map $cookie_{STICKY_COOKIE}R $lk_route {{",
+            f"    map $cookie_{ROUTE_COOKIE} $lk_route {{",
             "        \"\"      $request_id;",
-            f"        default $cookie_{STICKY_COOKIE}R;",
+            f"        default $cookie_{ROUTE_COOKIE};",
             "    }",
         ]
     lines += ["    upstream app {"]
@@ -99,7 +107,7 @@ def nginx_config(cluster: Any, *, port: int = 8080) -> str:
         "            proxy_next_upstream_tries 2;",
     ]
     if policy == "sticky":
-        lines.append(f"            add_header Set-Cookie \"{STICKY_COOKIE}R=$lk_route; Path=/;"
+        lines.append(f"            add_header Set-Cookie \"{ROUTE_COOKIE}=$lk_route; Path=/;"
                      " HttpOnly; SameSite=Lax\";")
     lines += ["        }", "    }", "}"]
     return "\n".join(lines) + "\n"
@@ -140,7 +148,7 @@ def compose_file(cluster: Any, *, store: bool = False) -> str:
     header = ("# docker compose up: the cluster at one host, each server its own container.\n"
               "# haproxy.cfg is cluster.haproxy_config(), with the servers addressed by their\n"
               f"# service names ({', '.join(_servers(cluster))}:{APP_PORT}) instead of ports.\n")
-    return header + yaml.safe_dump({"services": services}, sort_keys=False)
+    return header + yaml.dump({"services": services}, Dumper=_Dumper, sort_keys=False)
 
 
 def kubernetes_manifests(cluster: Any, *, store: bool = False) -> str:
@@ -198,7 +206,7 @@ def kubernetes_manifests(cluster: Any, *, store: bool = False) -> str:
              "spec": {"selector": redis_labels, "ports": [{"port": 6379}]}},
         ]
     return ("# kubectl apply -f -: the cluster at many machines (not run by the course).\n"
-            + yaml.safe_dump_all(docs, sort_keys=False))
+            + yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False))
 
 
 def policy_of_manifests(text: str) -> str:
