@@ -102,6 +102,7 @@ class Cluster:
         self.servers: list[Server] = []
         self._balancer: Any = None  # a Balancer, or an HAProxy with the same reads
         self._closed = False
+        self._panels: list[Any] = []  # live control panels, closed with the cluster
         try:
             for i in range(1, size + 1):
                 server = Server(factory, name=f"s{i}", isolation=isolation,
@@ -218,6 +219,17 @@ class Cluster:
 
         return draw(self, ax=ax, **options)
 
+    def panel(self, **options: Any) -> Any:
+        """A live control panel: kill and revive by hand while a load runs.
+
+        Shows ipywidgets in a notebook and a text summary elsewhere; see
+        :class:`labkit.observe.panel.Panel` for ``path``, ``users``, ``rate``,
+        ``login`` and ``store``. Closing the cluster closes the panel.
+        """
+        from ..observe.panel import Panel
+
+        return Panel(self, **options)
+
     # -- lifecycle ----------------------------------------------------------------
 
     def close(self) -> None:
@@ -225,6 +237,8 @@ class Cluster:
         if self._closed:
             return
         self._closed = True
+        for panel in list(self._panels):
+            panel.close()
         if self._balancer is not None:
             self._balancer.close()
         for server in self.servers:

@@ -232,6 +232,14 @@ class HAProxy:
         return self._process is not None and self._process.poll() is None
 
     @property
+    def retries(self) -> int:
+        """Requests HAProxy sent again (``wretr`` + ``wredis`` of the backend)."""
+        for row in self.show_stat():
+            if row.get("pxname") == "app" and row.get("svname") == "BACKEND":
+                return int(row.get("wretr") or 0) + int(row.get("wredis") or 0)
+        return 0
+
+    @property
     def backends(self) -> list[BackendStats]:
         """Per server: HTTP answers relayed, 5xx among them, and HAProxy's status."""
         rows = self.show_stat()
