@@ -226,6 +226,13 @@ def test_a_request_without_expect_gets_no_100_continue():
             while chunk := sock.recv(4096):
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 200") and b"100 Continue" not in answer
+        with socket.create_connection(("127.0.0.1", main.port), timeout=10) as sock:
+            sock.sendall(b"POST /upload HTTP/1.0\r\nContent-Length: 3\r\n"
+                         b"Expect: 100-continue\r\n\r\nabc")  # HTTP/1.0: ignore Expect
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+        assert b" 200 " in answer.split(b"\r\n")[0] and b"100 Continue" not in answer
 
 
 def test_gateway_answers_502_when_the_main_server_is_down():

@@ -53,10 +53,11 @@ class QuietHandler(WSGIRequestHandler):
         return True  # http.server would answer at once; ContinueOnRead answers later
 
     def run_wsgi(self) -> None:
-        self._continue_pending = (
-            self.headers.get("Expect", "").lower().strip(" \t") == "100-continue")
-        if self._continue_pending:
+        expects = self.headers.get("Expect", "").lower().strip(" \t") == "100-continue"
+        if expects:
             del self.headers["Expect"]  # werkzeug must not answer it early
+        # An HTTP/1.0 client gets no 100 at all: it must be ignored (RFC 9110 10.1.1).
+        self._continue_pending = expects and self.request_version >= "HTTP/1.1"
         super().run_wsgi()
 
     def make_environ(self) -> dict:
