@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import http.client
 import json
 import os
@@ -24,8 +23,9 @@ from typing import Any
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-from ._middleware import INTERNAL_PREFIX, KitMiddleware
+from .. import _lifecycle
 from ..errors import AppFactoryError, BadAppError, PortInUseError
+from ._middleware import INTERNAL_PREFIX, KitMiddleware
 
 HOST = "127.0.0.1"
 POLL_INTERVAL = 0.05  # how often serve_forever looks for a shutdown request
@@ -264,11 +264,7 @@ def _die_with_parent(parent: int, forked_by_main_thread: bool) -> None:
     thread that notices the parent is gone covers every case.
     """
     if forked_by_main_thread:
-        try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-        except OSError:
-            pass
+        _lifecycle.arm_parent_death(parent)
 
     def watch() -> None:
         while os.getppid() == parent:
