@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from labkit.state import redis as rs
-from labkit.errors import LabkitError, ServerStateError, StoreError
+from labkit.errors import BadOptionError, LabkitError, ServerStateError, StoreError
 from labkit.state.redis import RedisServer, RedisSessionStore, StoreUnavailable
 
 
@@ -100,7 +100,7 @@ def test_appendfsync_everysec_survives_a_process_crash():
 
 
 def test_appendfsync_must_be_a_redis_policy():
-    with pytest.raises(ValueError, match="everysec"):
+    with pytest.raises(BadOptionError, match="everysec"):
         RedisServer(name="test-aof-bad", appendfsync="sometimes")
 
 

@@ -133,7 +133,8 @@ class RedisServer:
     ) -> None:
         self.name = name
         if appendfsync not in ("always", "everysec", "no"):
-            raise ValueError(f"appendfsync must be 'always', 'everysec' or 'no', not {appendfsync!r}")
+            raise BadOptionError(f"appendfsync must be 'always', 'everysec' or 'no', not"
+                                 f" {appendfsync!r}: choose when the log reaches the disk.")
         self.appendonly = appendonly
         self.appendfsync = appendfsync
         self.ready_timeout = ready_timeout
