@@ -113,6 +113,7 @@ class Balancer:
         self.backends = [Backend(s.name) for s in servers]
         self.pins: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.rejected = 0  # requests the balancer answered itself (no server)
+        self.retries = 0   # requests sent again to another server after a failure
         self.refused_connections = 0  # clients over max_connections
         self.errors: collections.deque[str] = collections.deque(maxlen=100)
         self.policy_error: str | None = None
@@ -272,8 +273,9 @@ class Balancer:
                     return self._exchange(conn, backend, forward, request.method, info,
                                           close)
                 except _Unreachable:
-                    self._count(backend, error=True)
-                    if request.method in IDEMPOTENT and len(tried) == 1:
+                    retry = request.method in IDEMPOTENT and len(tried) == 1
+                    self._count(backend, error=True, retry=retry)
+                    if retry:
                         continue  # one retry, on another server
                     return self._answer_error(
                         conn, 502, "upstream_failed",
@@ -396,12 +398,12 @@ class Balancer:
         return chosen
 
     def _count(self, backend: Backend | None = None, *, served: bool = False,
-               error: bool = False, rejected: bool = False,
+               error: bool = False, rejected: bool = False, retry: bool = False,
                client_id: str | None = None) -> None:
         """Every counter changes here, under the lock."""
         with self._lock:
-            if rejected:
-                self.rejected += 1
+            self.rejected += rejected
+            self.retries += retry
             if backend is not None:
                 backend.served += served
                 backend.errors += error
