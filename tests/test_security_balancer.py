@@ -500,6 +500,15 @@ def test_x_forwarded_for_is_set_by_the_balancer_and_trusted_only_from_it(cluster
     assert direct["forwarded"] is None       # a server drops it from anyone else
     clients = {e["client"] for s in cluster.servers for e in s.request_log()}
     assert clients == {"127.0.0.2"}
+    # Every spelling and count of the header is replaced; encoded line breaks stay
+    # inert text, so no header can be injected into what the server receives.
+    raw = (b"GET /echo%0d%0aX-Forwarded-For:%201.2.3.4 HTTP/1.1\r\nHost: t\r\n"
+           b"x-forwarded-for: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2, 3.3.3.3\r\n"
+           b"X-Pad: a%0d%0aX-Forwarded-For: 4.4.4.4\r\n\r\n")
+    assert one(cluster.balancer.port, raw, source="127.0.0.3")[0] == 404  # odd path
+    raw = raw.replace(b"/echo%0d%0aX-Forwarded-For:%201.2.3.4", b"/echo")
+    status, _, body = one(cluster.balancer.port, raw, source="127.0.0.3")
+    assert (status, json.loads(body)["forwarded"]) == (200, "127.0.0.3")
 
 
 @pytest.mark.parametrize("isolation", ["thread", "process"])
