@@ -37,6 +37,7 @@ import io
 import json
 import re
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -97,6 +98,10 @@ class TimedReader(io.RawIOBase):
         timer = TimedReader(sock)
         rfile = io.BufferedReader(timer)
         timer.start(HEAD_TIMEOUT)   # then read the head from rfile
+
+    The socket stays in blocking mode and the kernel enforces the time left
+    (``SO_RCVTIMEO``; writes get ``SO_SNDTIMEO`` = ``SEND_TIMEOUT``): one system call
+    per read, where Python's own socket timeouts add a ``poll`` before each one.
     """
 
     def __init__(self, sock: socket.socket) -> None:
@@ -105,27 +110,24 @@ class TimedReader(io.RawIOBase):
         self.received = 0          # bytes read from the socket so far
         self.eof_on_timeout = False
         self.on_timeout: Callable[[], Exception] = TimedOut  # what a late read raises
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SEND_TIMEOUT))
 
     def start(self, seconds: float | None) -> None:
-        """Reads must finish within ``seconds`` from now (None: no deadline; writes
-        then get ``SEND_TIMEOUT``)."""
-        if seconds is None:
-            self.deadline = None
-            self.sock.settimeout(SEND_TIMEOUT)
-        else:
-            self.deadline = time.monotonic() + seconds
+        """Reads must finish within ``seconds`` from now (None: no deadline)."""
+        self.deadline = None if seconds is None else time.monotonic() + seconds
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        left = None if self.deadline is None else self.deadline - time.monotonic()
-        if left is not None and left <= 0:
+        left = SEND_TIMEOUT if self.deadline is None else self.deadline - time.monotonic()
+        if left <= 0:
             return self._timed_out()
-        self.sock.settimeout(SEND_TIMEOUT if left is None else left)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(left))
         try:
             n = self.sock.recv_into(buffer)
-        except socket.timeout:
+        except (BlockingIOError, socket.timeout):  # EAGAIN: the time ran out
             return self._timed_out()
         self.received += n
         return n
@@ -134,6 +136,12 @@ class TimedReader(io.RawIOBase):
         if self.eof_on_timeout:
             return 0
         raise self.on_timeout()
+
+
+def _timeval(seconds: float) -> bytes:
+    """A ``struct timeval`` (never zero: zero would mean "wait forever")."""
+    whole = int(seconds)
+    return struct.pack("@ll", whole, max(1, int((seconds - whole) * 1e6)))
 
 
 class Refuser:
