@@ -36,6 +36,7 @@ from labkit.serving._serving import QuietHandler
 
 EXAMPLES_BALANCER = 2000
 EXAMPLES_SERVER = 1000
+EXAMPLES_OPEN = 100     # without a half-close: every connection waits for a timeout
 TIMEOUT = 1.0          # head and body timeouts of the balancer and servers under test
 ALLOWED_5XX = {501, 503, 505}
 STATUS = re.compile(rb"HTTP/1\.1 (\d{3}) [A-Za-z]")
@@ -173,12 +174,13 @@ def malformed_request(draw) -> bytes:
 # -- the exchange and what must hold -----------------------------------------------------
 
 
-def exchange(port: int, raw: bytes) -> tuple[bytes, float]:
+def exchange(port: int, raw: bytes, *, half_close: bool = True) -> tuple[bytes, float]:
     start = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=2 * TIMEOUT + 5) as sock:
         try:
             sock.sendall(raw)
-            sock.shutdown(socket.SHUT_WR)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # refused mid-send: the answer is still there to read
         data = b""
@@ -210,12 +212,12 @@ class Tally:
         assert took < 2 * TIMEOUT + 2, f"held {took:.1f} s by {raw[:300]!r}"
 
 
-def _fuzz(port: int, examples: int, tally: Tally) -> None:
+def _fuzz(port: int, examples: int, tally: Tally, *, half_close: bool = True) -> None:
     @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(malformed_request())
     def run(raw: bytes) -> None:
-        data, took = exchange(port, raw)
+        data, took = exchange(port, raw, half_close=half_close)
         tally.check(raw, data, took)
 
     run()
@@ -259,3 +261,13 @@ def test_fuzz_a_server_directly(fuzzed, capfd):
     assert capfd.readouterr() == ("", "")
     print(f"server: {tally.sent} requests, statuses {sorted(tally.statuses.items())}")
     assert tally.statuses.get(200, 0) > 200 and tally.statuses.get(400, 0) > 200
+
+
+def test_fuzz_without_half_close_every_wait_ends_at_its_timeout(fuzzed, capfd):
+    """The client keeps its side open: incomplete requests end in 408, on time."""
+    fuzzed.balancer.head_timeout = fuzzed.balancer.body_timeout = 0.3
+    tally = Tally()
+    _fuzz(fuzzed.balancer.port, EXAMPLES_OPEN, tally, half_close=False)
+    _no_errors_anywhere(fuzzed)
+    assert capfd.readouterr() == ("", "")
+    assert tally.statuses.get(408, 0) > 5 and tally.statuses.get(200, 0) > 25
