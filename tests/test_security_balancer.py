@@ -29,7 +29,6 @@ import requests
 from flask import Flask, jsonify, request
 
 import labkit as lk
-from labkit import _http
 from labkit.apps import guarded
 from labkit.apps.clients import client
 from labkit.balancing import balancer as balancer_module

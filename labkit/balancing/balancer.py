@@ -38,7 +38,7 @@ import traceback
 from typing import Any, Iterator, Sequence
 from urllib.parse import unquote, urlsplit
 
-from .. import _http
+from .. import _guards, _http
 from ..serving._middleware import INTERNAL_PREFIX, PROOF_HEADER, balancer_proof
 from .policies import Backend, Policy, RequestInfo
 
@@ -100,8 +100,8 @@ class Balancer:
     """
 
     def __init__(self, servers: Sequence[Any], policy: Policy, *,
-                 head_timeout: float = _http.HEAD_TIMEOUT,
-                 body_timeout: float = _http.BODY_TIMEOUT,
+                 head_timeout: float = _guards.HEAD_TIMEOUT,
+                 body_timeout: float = _guards.BODY_TIMEOUT,
                  max_connections: int = MAX_CONNECTIONS,
                  max_body: int = _http.MAX_BODY) -> None:
         self.policy = policy
@@ -120,7 +120,7 @@ class Balancer:
         self._lock = threading.Lock()
         self._clients: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
-        self._refuser = _http.Refuser()
+        self._refuser = _guards.Refuser()
         self._listener: socket.socket | None = None
         self._accepter: threading.Thread | None = None
         self.port = 0
@@ -190,7 +190,7 @@ class Balancer:
     # -- one client connection ----------------------------------------------------
 
     def _serve_client(self, conn: socket.socket, addr: tuple) -> None:
-        timer = _http.TimedReader(conn)
+        timer = _guards.TimedReader(conn)
         rfile = io.BufferedReader(timer, 65536)
         try:
             while self._relay_one(conn, rfile, timer, addr[0]):
@@ -220,13 +220,13 @@ class Balancer:
                 self._threads.discard(threading.current_thread())
 
     def _read_request(self, conn: socket.socket, rfile: Any,
-                      timer: _http.TimedReader) -> tuple[_http.Request, bytes]:
+                      timer: _guards.TimedReader) -> tuple[_http.Request, bytes]:
         """Read one whole request, within the head and body deadlines."""
         timer.start(self.head_timeout)
         before = timer.received
         try:
             request = _http.read_request(rfile)
-        except _http.TimedOut:
+        except _guards.TimedOut:
             if timer.received == before:
                 raise _http.Closed() from None  # an idle connection: just close it
             raise _http.HTTPError(408, "head_timeout", "The request head did not arrive"
@@ -237,13 +237,13 @@ class Balancer:
                     _http.header(request.headers, "expect") or "").lower() == "100-continue":
                 conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
             body = _http.read_body(rfile, request, limit=self.max_body)
-        except _http.TimedOut:
+        except _guards.TimedOut:
             raise _http.HTTPError(408, "body_timeout", "The request body did not arrive"
                                   f" within {self.body_timeout:g} s.") from None
         timer.start(None)
         return request, body
 
-    def _relay_one(self, conn: socket.socket, rfile: Any, timer: _http.TimedReader,
+    def _relay_one(self, conn: socket.socket, rfile: Any, timer: _guards.TimedReader,
                    client_ip: str) -> bool:
         """Relay one request and its answer. Returns False to close the connection."""
         request, body = self._read_request(conn, rfile, timer)

@@ -31,7 +31,7 @@ from typing import Any
 from werkzeug.exceptions import RequestTimeout
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-from .. import _http, _lifecycle
+from .. import _guards, _http, _lifecycle
 from ..errors import AppFactoryError, BadAppError, PortInUseError
 from ._middleware import INTERNAL_PREFIX, KitMiddleware
 
@@ -54,8 +54,8 @@ class QuietHandler(WSGIRequestHandler):
     """
 
     protocol_version = "HTTP/1.1"
-    head_timeout = _http.HEAD_TIMEOUT  # seconds for a whole request head, else 408
-    body_timeout = _http.BODY_TIMEOUT  # seconds for a whole body, else 408
+    head_timeout = _guards.HEAD_TIMEOUT  # seconds for a whole request head, else 408
+    body_timeout = _guards.BODY_TIMEOUT  # seconds for a whole body, else 408
     max_body = _http.MAX_BODY          # bytes of a chunked body, else 413
 
     # werkzeug answers "Expect: 100-continue" with "100 Continue" before the app runs,
@@ -92,7 +92,7 @@ class QuietHandler(WSGIRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self._timer = _http.TimedReader(self.connection)
+        self._timer = _guards.TimedReader(self.connection)
         self.rfile = io.BufferedReader(self._timer, 65536)
         self._chunked_body: bytes | None = None
 
@@ -113,7 +113,7 @@ class QuietHandler(WSGIRequestHandler):
                                                              limit=self.max_body)
         except _http.Closed:
             return
-        except _http.TimedOut:
+        except _guards.TimedOut:
             if timer.received:  # a connection that sent nothing is just closed
                 self._refuse(_http.HTTPError(408, "request_timeout",
                                              "The request did not arrive in time."))
@@ -199,7 +199,7 @@ class KillableServer(ThreadedWSGIServer):
         self._conns: set[socket.socket] = set()
         self._conn_threads: set[threading.Thread] = set()
         self._conns_lock = threading.Lock()
-        self._refuser = _http.Refuser()
+        self._refuser = _guards.Refuser()
         super().__init__(*args, **kwargs)
 
     def process_request(self, request: Any, client_address: Any) -> None:
