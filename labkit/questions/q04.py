@@ -23,7 +23,8 @@ import requests
 
 from ..checks import CheckFailed, context, probe, question
 
-SMALL_MESSAGE = 200   # bytes: a notice ("invalidate", version) is far below this
+SMALL_MESSAGE = 100   # bytes: a notice ("invalidate", version) is far below this,
+                      # and every session of the check is bigger (long user names)
 URL_SAFE = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
@@ -47,7 +48,13 @@ def _dry_run(replica_class: Any) -> None:
     if got != data:
         raise CheckFailed("On a server alone, read() right after write() should return the"
                           f" data just written, but it returned {got!r}.")
-    if alone.read("never-written") is not None:
+    try:
+        unknown = alone.read("never-written")
+    except Exception as exc:
+        raise CheckFailed("read() of a session this server never heard of should return None"
+                          f" (nothing to answer from, nobody to ask), but it raised"
+                          f" {type(exc).__name__}.") from None
+    if unknown is not None:
         raise CheckFailed("read() of a session this server never heard of should return"
                           " None (nothing to answer from, nobody to ask).")
 
@@ -69,9 +76,11 @@ class _Carts:
     def login(self, user: str, server: Any) -> None:
         client = self.clients.setdefault(user, requests.Session())
         what = f"POST /login as a new user on {server.name}"
+        self.group.reset()
         probe.expect_status(probe.call("POST", server.url + "/login", json={"user": user},
                                        session=client, what=what), 200, what)
         self.truth[user], self.owner[user], self.fresh[user] = [], server.name, {server.name}
+        self.no_session_sent(f"A login (a first write) on {server.name}")
 
     def write(self, user: str, server: Any, item: str) -> None:
         what = f"POST /cart on {server.name}"
@@ -81,10 +90,13 @@ class _Carts:
         probe.expect_status(answer, 200, what)
         self.truth[user] = [*self.truth[user], item]
         self.owner[user], self.fresh[user] = server.name, {server.name}
+        self.no_session_sent(f"A write on {server.name}")
+
+    def no_session_sent(self, what: str) -> None:
         big = [m for m in self.group.messages if m.kind != "fetch" and m.nbytes > SMALL_MESSAGE]
         if big:
             raise CheckFailed(
-                f"A write on {server.name} sent a {big[0].kind!r} message of {big[0].nbytes}"
+                f"{what} sent a {big[0].kind!r} message of {big[0].nbytes}"
                 f" bytes to {big[0].receiver}: the session itself travelled. That is"
                 " write-update. Write-invalidate sends peers only a short notice (the"
                 " version), and they fetch the data when they need it.")
@@ -147,7 +159,7 @@ def write_invalidate(replica_class: Any) -> str:
         group.connect(cluster)
         carts = _Carts(list(cluster.servers), group)
         try:
-            users = [f"{_word(rng)}{i}" for i in range(2)]
+            users = [f"{_word(rng, rng.randrange(110, 160))}{i}" for i in range(2)]
             for user in users:
                 a, b, c = rng.sample(carts.servers, 3)
                 carts.login(user, a)
@@ -246,6 +258,17 @@ def redis_store(store_class: Callable[..., Any]) -> str:
                 "new() should return a random id of at least 128 bits written with URL-safe"
                 f" characters (22 or more of A-Z a-z 0-9 _ -), not {sid!r}:"
                 " secrets.token_urlsafe(32).")
+        if not client.exists(prefix + sid):
+            found = [k.replace(sid, "<sid>") for k in client.keys("*") if sid in k]
+            raise CheckFailed(
+                f"There is no Redis key prefix + sid (the store was made with prefix"
+                f" {prefix!r}); found {found or 'no key with the id'}. Use self.prefix.")
+        if not (idle - 5) * 1000 <= client.pttl(prefix + sid) <= idle * 1000:
+            raise CheckFailed(
+                f"A new session should expire after idle_timeout seconds (the store was"
+                f" made with idle_timeout={idle}), but its key's expiry is"
+                f" {'missing' if client.pttl(prefix + sid) < 0 else 'something else'}."
+                " Pass ex=self.idle_timeout when you SET it.")
         if user in sid:
             raise CheckFailed("The session id contains the user's name: an id must be pure"
                               " randomness, or anyone can guess another user's.")
@@ -261,11 +284,6 @@ def redis_store(store_class: Callable[..., Any]) -> str:
             raise CheckFailed("get(sid) right after new(data) should return that data, but"
                               f" it returned {store.get(sid)!r}.")
         raw = client.get(prefix + sid)
-        if raw is None:
-            found = [k.replace(sid, "<sid>") for k in client.keys("*") if sid in k]
-            raise CheckFailed(
-                f"There is no Redis key prefix + sid (the store was made with prefix"
-                f" {prefix!r}); found {found or 'no key with the id'}. Use self.prefix.")
         try:
             stored = json.loads(raw)
         except ValueError:
@@ -273,12 +291,6 @@ def redis_store(store_class: Callable[..., Any]) -> str:
         if stored != data:
             raise CheckFailed("The value under prefix + sid should be the data as JSON"
                               " (json.dumps), readable by any server in any language.")
-        if not (idle - 5) * 1000 <= client.pttl(prefix + sid) <= idle * 1000:
-            raise CheckFailed(
-                f"A new session should expire after idle_timeout seconds (the store was"
-                f" made with idle_timeout={idle}), but its key's expiry is"
-                f" {'missing' if client.pttl(prefix + sid) < 0 else 'something else'}."
-                " Pass ex=self.idle_timeout when you SET it.")
         if store.new() is None or store.get(ids[0]) != {"user": user}:
             raise CheckFailed("new() with no data should work too (an empty session), and"
                               " every session keeps its own data.")
@@ -331,7 +343,7 @@ def redis_store(store_class: Callable[..., Any]) -> str:
                                   " should return None.")
             if store.delete(odd) is not False:
                 raise CheckFailed(f"delete() of an id that was never issued ({odd[:12]!r}...)"
-                                  " should return False, and delete nothing.")
+                                  " should return False (a bool), and delete nothing.")
         if store.get(ids[0]) != {"user": user}:
             raise CheckFailed("Deleting ids that were never issued deleted a real session.")
         gone = ids[1]
@@ -411,6 +423,18 @@ def store_down(make_app: Callable[[Any], Any]) -> str:
             probe.expect_status(call("POST", "/login", json=credentials), 200,
                                 "POST /login while the store is up")
             normal_answers("while the store is up")
+            client = redis_server.client()
+            for value in {c.value for c in person.cookies}:   # a corrupt session: a bug,
+                if client.exists(sessions.prefix + value):     # not an outage
+                    client.set(sessions.prefix + value, "{not json", ex=60)
+            corrupt = call("GET", "/me")
+            if corrupt.status_code == 503:
+                raise CheckFailed(
+                    "With the store up but a corrupt session in it, GET /me answered 503:"
+                    " your app says the store is down when it is not. Handle"
+                    " StoreUnavailable only; other errors keep their own answers.")
+            probe.expect_status(call("POST", "/login", json=credentials), 200,
+                                "POST /login while the store is up")
             for cycle in range(2):  # down, back, and down again
                 redis_server.kill()
                 probes = [("GET", "/me", {}), ("POST", "/login", {"json": credentials}),
