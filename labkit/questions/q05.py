@@ -15,6 +15,7 @@ Accept headers, users, items) from the run's seed: see :mod:`labkit.checks.conte
 
 from __future__ import annotations
 
+import gc
 import html
 import json as jsonlib
 import secrets
@@ -83,38 +84,39 @@ def _battery(key: bytes) -> tuple[list[tuple[str, str, dict]], list[tuple[str, s
     accept = [("a good token", token, good),
               (f"a token that expired a few seconds ago (within the {LEEWAY} s leeway)",
                sign(skewed), skewed)]
-    other_aud = rng.choice([AUDIENCE + "-admin", "payments-api", AUDIENCE[:-4],
-                            AUDIENCE.upper()])
-    other_iss = rng.choice([ISSUER + ".evil", "evil.example", ISSUER[:-2], ISSUER.upper()])
+    other_auds = [AUDIENCE + "-admin", "payments-api", AUDIENCE[:-4], AUDIENCE.upper()]
+    other_isss = [ISSUER + ".evil", "evil.example", ISSUER[:-2], ISSUER.upper()]
+    rng.shuffle(other_auds)
+    rng.shuffle(other_isss)
+    sig_hint = "Verify the signature: never decode with verify_signature off."
+    alg_hint = "Pass algorithms=['HS256']: the server chooses the algorithm, never the token."
     none_alg = _casing(rng, "none")
     reject = [
-        ("a token whose payload was changed", f"{head}.{changed}.{signature}",
-         "Verify the signature: never decode with verify_signature off."),
-        ("a token with its signature removed", f"{head}.{payload}.", ""),
-        ("a token signed with another key", sign(good, secrets.token_bytes(64)), ""),
+        ("a token whose payload was changed", f"{head}.{changed}.{signature}", sig_hint),
+        ("a token with its signature removed", f"{head}.{payload}.", sig_hint),
+        ("a token signed with another key", sign(good, secrets.token_bytes(64)), sig_hint),
         ("an 'alg: none' token (no signature)", jwt.encode(good, None, algorithm="none"),
-         "Pass algorithms=['HS256']: the server chooses the algorithm, never the token."),
+         alg_hint),
         ("an 'alg: none' token in another casing", forge({"alg": none_alg, "typ": "JWT"}, good),
-         "Pass algorithms=['HS256']: the server chooses the algorithm, never the token."),
+         alg_hint),
         ("an 'alg: none' token that kept a signature",
-         forge({"alg": "none", "typ": "JWT"}, good, key=key), ""),
-        ("a token signed with the right key but another HMAC algorithm",
-         sign(good, alg=rng.choice(["HS384", "HS512"])),
-         "Pass algorithms=['HS256'], not the alg read from the token's header."),
+         forge({"alg": "none", "typ": "JWT"}, good, key=key), alg_hint),
+        *[("a token signed with the right key but another HMAC algorithm",
+           sign(good, alg=alg), alg_hint) for alg in ("HS384", "HS512")],
         ("a token whose header claims RS256 but which is signed with the HMAC key",
-         forge({"alg": "RS256", "typ": "JWT"}, good, key=key),
-         "Pass algorithms=['HS256'], not the alg read from the token's header."),
+         forge({"alg": "RS256", "typ": "JWT"}, good, key=key), alg_hint),
         (f"a token that expired well beyond the {LEEWAY} s leeway",
          sign({**good, "iat": now - 900, "exp": now - too_late}),
          f"Check exp, with leeway={LEEWAY} and no more."),
-        ("a token for another audience", sign({**good, "aud": other_aud}),
-         f"Pass audience={AUDIENCE!r}: the audience must match exactly."),
+        *[("a token for another audience", sign({**good, "aud": aud}),
+           f"Pass audience={AUDIENCE!r}: the audience must match exactly.")
+          for aud in other_auds],
         ("a token for a list of other audiences",
-         sign({**good, "aud": [other_aud, "payments-api"]}), f"Pass audience={AUDIENCE!r}."),
+         sign({**good, "aud": [other_auds[0], "payments-api"]}), f"Pass audience={AUDIENCE!r}."),
         ("a token without aud", sign(without("aud")),
          f"Pass audience={AUDIENCE!r}: a token that names no audience is for nobody here."),
-        ("a token from another issuer", sign({**good, "iss": other_iss}),
-         f"Pass issuer={ISSUER!r}: the issuer must match exactly."),
+        *[("a token from another issuer", sign({**good, "iss": iss}),
+           f"Pass issuer={ISSUER!r}: the issuer must match exactly.") for iss in other_isss],
         ("a token without iss", sign(without("iss")), f"Pass issuer={ISSUER!r}."),
         ("a token without exp (it would never expire)", sign(without("exp")),
          "PyJWT checks exp only when it is there: options={'require': ['exp', 'sub']}."),
@@ -130,7 +132,7 @@ def _battery(key: bytes) -> tuple[list[tuple[str, str, dict]], list[tuple[str, s
     ]
     if context().hidden:
         reject.append(("a token signed with a key that differs in one byte",
-                       sign(good, key[:-1] + bytes([key[-1] ^ 1])), ""))
+                       sign(good, key[:-1] + bytes([key[-1] ^ 1])), sig_hint))
     rng.shuffle(reject)
     return accept, reject
 
@@ -271,14 +273,14 @@ def _check_card(r: requests.Response, post: dict, kinds: set[str], said: str) ->
     else:
         for field in ("author", "text"):
             raw = post[field]
-            if not any(form in r.text for form in _escaped_forms(raw)):
-                raise CheckFailed(f"The HTML answer {said} should contain the post's {field},"
-                                  " escaped (html.escape): it was missing or escaped twice.")
-            if "<" in raw and raw in r.text:
+            if raw != html.escape(raw, quote=False) and raw in r.text:
                 raise CheckFailed(
                     f"The HTML answer {said} contains the post's {field} unescaped: a post"
                     " with '<script>' would run in the reader's browser. Escape every"
                     " value you put in HTML (html.escape).")
+            if not any(form in r.text for form in _escaped_forms(raw)):
+                raise CheckFailed(f"The HTML answer {said} should contain the post's {field},"
+                                  " escaped (html.escape): it was missing or escaped twice.")
 
 
 @question("05.content_negotiation", points=2, hints=[
@@ -372,8 +374,8 @@ class _Orders:
             if self.fail.get(item, 0) > 0:
                 self.fail[item] -= 1
                 raise OrderFailed(f"the warehouse cannot take {item!r} right now")
-        if item == self.hold:
-            self.entered.set()
+        if item == self.hold and not self.entered.is_set():
+            self.entered.set()             # only the first call of that item waits
             self.release.wait(timeout=8)
         time.sleep(self.slow)
         with self._lock:
@@ -387,22 +389,45 @@ class _Orders:
 
 
 class _SlowKeys(dict):
-    """The shared ``keys``: lookups are slow, as over a network, so that a check-then-set
-    (``if key in keys: ... keys[key] = ...``) really races. setdefault stays atomic."""
+    """The shared ``keys``, as a store over a network would behave.
+
+    Lookups take a little time. During a race round, the first two lookups also wait
+    for each other (up to half a second), so that a check-then-set (``if key in keys:
+    ... keys[key] = ...``) from two simultaneous copies really interleaves, whatever
+    the timing of the machine. ``setdefault`` is one atomic step, as in Redis (SET NX).
+    """
 
     PAUSE = 0.01
 
-    def get(self, key: Any, default: Any = None) -> Any:
+    def __init__(self) -> None:
+        super().__init__()
+        self.rendezvous: threading.Barrier | None = None
+
+    def _lookup(self) -> None:
         time.sleep(self.PAUSE)
-        return super().get(key, default)
+        meet = self.rendezvous
+        if meet is not None:
+            try:
+                meet.wait(timeout=0.5)
+            except threading.BrokenBarrierError:
+                pass
+
+    # Each lookup reads first, then takes its time to come back: what it returns may be
+    # stale by the time the caller acts on it, as over a network.
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = super().get(key, default)
+        self._lookup()
+        return value
 
     def __contains__(self, key: Any) -> bool:
-        time.sleep(self.PAUSE)
-        return super().__contains__(key)
+        found = super().__contains__(key)
+        self._lookup()
+        return found
 
     def __getitem__(self, key: Any) -> Any:
-        time.sleep(self.PAUSE)
-        return super().__getitem__(key)
+        value = super().__getitem__(key)
+        self._lookup()
+        return value
 
 
 class _Shop:
@@ -501,7 +526,8 @@ def idempotent_post(make_shop: Callable[..., Any]) -> str:
 
         # Retries replay the stored answer, on either server.
         for attempt in range(1, 4):
-            raw = rng.choice([None, jsonlib.dumps({"item": tea}, indent=1).encode()])
+            raw = (jsonlib.dumps({"item": tea}, indent=1).encode() if attempt == 2
+                   else None)  # the same JSON value, other bytes
             retry = shop.post(token[alice], k1, {"item": tea}, raw=raw)
             if orders.count() > 1:
                 raise CheckFailed(
@@ -582,7 +608,24 @@ def idempotent_post(make_shop: Callable[..., Any]) -> str:
         try:
             if not orders.entered.wait(timeout=5):
                 raise CheckFailed("The first POST of an order never reached place_order.")
-            copy = shop.post(token[alice], k4, {"item": cake})
+            copies: list[Any] = []
+            sender = threading.Thread(target=lambda: copies.append(
+                _safe(lambda: shop.post(token[alice], k4, {"item": cake}))), daemon=True)
+            sender.start()
+            sender.join(timeout=3)
+            if not copies:
+                raise CheckFailed(
+                    "A copy of a POST that is still in progress should answer 409 at once,"
+                    " but your app kept it waiting for the first copy. Answer 409; the"
+                    " client retries later.")
+            copy = copies[0]
+            if isinstance(copy, BaseException):
+                raise copy
+            if copy.status_code == 201 and orders.count(item=cake) > 0:
+                raise CheckFailed(
+                    "A copy that arrived while the first was still in progress placed a"
+                    " second order. Claim the key before doing the work, in one atomic step"
+                    " on the shared dict: keys.setdefault((user, key), claim).")
             _expect_error(copy, 409, None, "A copy of a POST that is still in progress",
                           "the first copy has not finished; the client should retry later.")
         finally:
@@ -601,10 +644,14 @@ def idempotent_post(make_shop: Callable[..., Any]) -> str:
 
         # Many copies at the same moment, on both servers: still one order each time.
         orders.slow = 0.05
-        for round_ in range(2):
+        for round_ in range(3):
             k, pie = new_key(), item()
-            results = probe.at_once(lambda: shop.post(token[alice], k, {"item": pie}),
-                                    copies=6)
+            keys.rendezvous = threading.Barrier(2)
+            try:
+                results = probe.at_once(lambda: shop.post(token[alice], k, {"item": pie}),
+                                        copies=6)
+            finally:
+                keys.rendezvous = None
             placed = orders.count(item=pie)
             if placed != 1:
                 raise CheckFailed(
@@ -633,45 +680,63 @@ def _safe(send: Callable[[], Any]) -> Any:
 
 # ------------------------------------------------------------------ deny-list
 def _deny_under_load(DenyList: Callable[[], Any], rng: Any) -> None:
-    """Revoke and look up from several threads at once; nothing may be lost or crash."""
+    """Revoke and look up from several threads at once; nothing may be lost or crash.
+
+    Two threads keep calling is_revoked (each call purges what expired) while two others
+    revoke tokens: long-lived ones, which must survive, and already expired ones, which
+    the next purge drops (so both purging threads find the same stale entries).
+    """
     deny = DenyList()
     base = rng.randrange(10_000, 100_000)
-    for i in range(4_000):       # a long list: a rebuild of it takes a while
-        deny.revoke(f"old-{i}", base + (i % 400))
-    fresh = [f"new-{_word(rng, 8)}-{i}" for i in range(400)]
-    far = base + 10_000
+    now, far = base + 1_000, base + 100_000
+    for i in range(4_000):       # a long list of live tokens: every purge walks it
+        deny.revoke(f"live-{i}", far + i)
+    fresh = [f"new-{_word(rng, 8)}-{i}" for i in range(300)]
+    done = threading.Event()
     crashes: list[BaseException] = []
 
-    def purger(offset: int) -> Callable[[], None]:
-        def run() -> None:
-            for step in range(100):
-                deny.is_revoked(f"x{step}", base + offset + step * 4)
-        return run
+    def purger() -> None:
+        deadline = time.monotonic() + 2.0
+        while not done.is_set() and time.monotonic() < deadline:
+            deny.is_revoked("x", now)
 
     def revoker(part: list[str]) -> Callable[[], None]:
         def run() -> None:
             for jti in part:
                 deny.revoke(jti, far)
+                deny.revoke("stale-" + jti, base)     # expired already: purged next
+                time.sleep(0)                          # let the purgers run in between
         return run
+
+    def revokers() -> None:
+        try:
+            probe.together(revoker(fresh[::2]), revoker(fresh[1::2]), timeout=10)
+        finally:
+            done.set()
 
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-5)   # switch threads often: races show up in a short run
+    collecting = gc.isenabled()
+    gc.collect()
+    gc.disable()   # a finalizer run by the GC could switch threads inside list(d.items())
     try:
-        probe.together(purger(0), purger(1), revoker(fresh[::2]), revoker(fresh[1::2]),
-                       timeout=10)
+        probe.together(purger, purger, revokers, timeout=10)
     except CheckFailed:
         raise
     except Exception as exc:
         crashes.append(exc)
     finally:
         sys.setswitchinterval(old)
+        if collecting:
+            gc.enable()
     if crashes:
         raise CheckFailed(
             f"With server threads calling revoke and is_revoked at the same time, your"
             f" deny-list raised {type(crashes[0]).__name__}: {crashes[0]}. Never change the"
             " dict while iterating over it: iterate over a copy (list(...)), and delete with"
             " pop(jti, None), which cannot fail if another thread deleted it first.")
-    lost = [jti for jti in fresh if not deny.is_revoked(jti, base + 500)]
+    lost = [jti for jti in fresh + [f"live-{i}" for i in range(0, 4_000, 7)]
+            if not deny.is_revoked(jti, now)]
     if lost:
         raise CheckFailed(
             f"{len(lost)} token(s) revoked while another thread was purging came back to"
@@ -694,7 +759,7 @@ def deny_list(DenyList: Callable[[], Any]) -> str:
     from ..tokens import TokenAuth, new_key
 
     rng = context().rng
-    start = rng.randrange(1_000, 2_000_000_000)
+    start = rng.randrange(1_000_000_000, 1_500_000_000)   # Unix seconds, in the past
     deny = DenyList()
     jtis = [secrets.token_urlsafe(rng.randrange(8, 16)) for _ in range(5)]
     exps = sorted(start + rng.randrange(50, 5000) for _ in jtis)
@@ -719,6 +784,9 @@ def deny_list(DenyList: Callable[[], Any]) -> str:
             raise CheckFailed(f"is_revoked was True for {story}: match jtis exactly.")
     if len(deny) != len(jtis):
         raise CheckFailed(f"{len(jtis)} tokens revoked, none expired: len() should say so.")
+    if not deny.is_revoked(jtis[0], exps[0] - 1):  # the first to expire, a second early
+        raise CheckFailed("A revoked token one second before its exp was no longer revoked:"
+                          " it must stay revoked until its exp.")
     cut = rng.randrange(1, len(jtis))              # a time after some exps, before others
     later = (exps[cut - 1] + exps[cut]) // 2 if exps[cut - 1] < exps[cut] else exps[cut - 1]
     alive = sum(1 for e in exps if e > later)
