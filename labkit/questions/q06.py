@@ -229,20 +229,19 @@ def _reference_lost(report: Any) -> dict[str, int]:
     return lost
 
 
-def _by_start(report: Any) -> dict[str, int]:
+def _rule(report: Any, *, by_end: bool, slack: float, add: bool = True) -> dict[str, int]:
+    """A reading of the counting rule (right: by_end, slack=SLACK, add), for hints."""
     lost: dict[str, int] = {}
     for server, a, b in report.fault_periods():
-        lost[server] = lost.get(server, 0) + sum(
-            1 for s in report.samples if not s.ok and a - SLACK <= s.start < b)
+        n = sum(1 for s in report.samples
+                if not s.ok and a - slack <= s.start + (s.latency if by_end else 0) < b)
+        lost[server] = (lost.get(server, 0) if add else 0) + n
     return lost
 
 
-def _no_slack(report: Any) -> dict[str, int]:
-    lost: dict[str, int] = {}
-    for server, a, b in report.fault_periods():
-        lost[server] = lost.get(server, 0) + sum(
-            1 for s in report.samples if not s.ok and a <= s.start + s.latency < b)
-    return lost
+def _readings(report: Any, *, by_end: bool, slacks: tuple[float, ...]) -> list[dict]:
+    return [_rule(report, by_end=by_end, slack=slack, add=add)
+            for slack in slacks for add in (True, False)]
 
 
 def _sample(start: float, latency: float, status: int, server: str | None) -> Any:
@@ -252,18 +251,20 @@ def _sample(start: float, latency: float, status: int, server: str | None) -> An
                   server=server)
 
 
-def _made_up_report(rng: Any) -> Any:
+def _made_up_report(rng: Any, *, never_revived: bool = False) -> Any:
     """A report with 2-4 outages (a server may fail twice, the last may never end)."""
     from ..load import LoadReport
 
     duration = 20.0
     log, samples, t = [], [], 0.5
     periods = []
-    for i in range(rng.randrange(2, 5)):
-        server = rng.choice(["s1", "s2", "s3"])
+    a, b, c = rng.sample(["s1", "s2", "s3"], 3)
+    order = [a, b, a, c] if never_revived else [a, b, a, rng.choice([a, b, c])][
+        :rng.randrange(3, 5)]                   # a goes down twice; c never comes back
+    for i, server in enumerate(order):
         start = round(t + rng.uniform(0.6, 1.5), 2)
         end = round(start + rng.uniform(0.8, 2.0), 2)
-        forever = i == 3 or (end > duration - 1)
+        forever = i == len(order) - 1 and never_revived or end > duration - 1
         log.append((start, "kill", server))
         if not forever:
             log.append((end, "revive", server))
@@ -272,10 +273,13 @@ def _made_up_report(rng: Any) -> Any:
         if forever:
             break
     ok = lambda at: _sample(at, rng.uniform(0.01, 0.05), 200, "s1")  # noqa: E731
-    for server, a, b in periods:
-        kinds = ["inside"] * rng.randrange(0, 4) + ["in_flight"] * rng.randrange(0, 3) + [
+    spared = 1   # b's only period loses nothing; a's two periods both lose some
+    for index, (server, a, b) in enumerate(periods):
+        kinds = ["inside"] * rng.randrange(1, 4) + ["in_flight"] * rng.randrange(1, 3) + [
             "too_early"] * rng.randrange(0, 2) + ["ok_inside"] * rng.randrange(1, 3) + [
             "after"] * rng.randrange(0, 2)
+        if index == spared:
+            kinds = [k for k in kinds if k not in ("inside", "in_flight")]
         for kind in kinds:
             latency = rng.uniform(0.02, 0.3)
             if kind == "inside":
@@ -316,10 +320,10 @@ def _compare(got: Any, expected: dict[str, int], report: Any, what: str) -> None
     server = next(s for s in sorted(expected) if got[s] != expected[s])
     diff = got[server] - expected[server]
     hint = " Count a failure only when it ended inside a period (or just before it began)."
-    if got == _by_start(report):
+    if got in _readings(report, by_end=False, slacks=(SLACK, 0.0)):
         hint = (" A request that failed because a server died was sent before the crash:"
                 " place each failure by the time it ended, start + latency.")
-    elif got == _no_slack(report):
+    elif got in _readings(report, by_end=True, slacks=(0.0,)):
         hint = (" A request in flight when the server died ends a little before down_from"
                 " (the kill is logged once it is done): allow 0.1 s before down_from.")
     elif diff > 0:
@@ -349,7 +353,7 @@ def lost_by_period(lost: Callable[[Any], dict]) -> str:
     quiet = LoadReport(users=1, duration=5.0, samples=[_sample(1.0, 0.1, 0, None)])
     _compare(lost(quiet), {}, quiet, "a report with no fault at all")
     for i in range(4 if context().hidden else 3):
-        report = _made_up_report(rng)
+        report = _made_up_report(rng, never_revived=i == 0)  # the first: one never ends
         _compare(lost(report), _reference_lost(report), report,
                  "a made-up report (outages and requests picked at random)")
 
