@@ -145,3 +145,22 @@ def json_kind(response: requests.Response) -> bool:
     """True when the response says it is JSON (``Content-Type: application/json``)."""
     kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     return kind == "application/json" or kind.endswith("+json")
+
+
+def expect_factory(factory: Any, *, example: str) -> None:
+    """Fail clearly when the learner passed an app (or something else) for a factory.
+
+    ``example`` is how the learner's factory is named in the exercise, e.g.
+    ``"make_gateway"``. Use it before wrapping the factory in a lambda of the check's
+    own, so that the learner's mistake is not reported as the check's.
+    """
+    from flask import Flask
+
+    if isinstance(factory, Flask):
+        raise CheckFailed(
+            f"Pass the factory function itself (e.g. {example}), not an app it built"
+            f" ({example}(...)): the check needs to build fresh apps.")
+    if not callable(factory):
+        raise CheckFailed(
+            f"Expected an app factory (a function that returns a Flask app, like"
+            f" {example}), got {type(factory).__name__}.")

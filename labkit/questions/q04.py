@@ -401,6 +401,7 @@ def store_down(make_app: Callable[[Any], Any]) -> str:
     from ..apps import social
     from ..redis_server import RedisServer, RedisSessionStore
 
+    probe.expect_factory(make_app, example="make_app")
     rng = context().rng
     name = rng.choice(sorted(social.DEFAULT_USERS))
     credentials = {"username": name, "password": social.DEFAULT_USERS[name]}

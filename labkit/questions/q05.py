@@ -293,6 +293,7 @@ def _check_card(r: requests.Response, post: dict, kinds: set[str], said: str) ->
 ])
 def content_negotiation(make_card_app: Callable[[dict], Any]) -> str:
     "Answer one URL as JSON, HTML or plain text, as the client's Accept header asks."
+    probe.expect_factory(make_card_app, example="make_card_app")
     rng = context().rng
     posts = _random_posts(rng)
     ids = sorted(posts)
@@ -488,6 +489,7 @@ def idempotent_post(make_shop: Callable[..., Any]) -> str:
     "Write a POST that honours an Idempotency-Key header, so that a retry is safe."
     from ..cluster import Cluster
 
+    probe.expect_factory(make_shop, example="make_shop")
     rng = context().rng
     orders, keys = _Orders(base=rng.randrange(100, 9000)), _SlowKeys()
     users = [_word(rng, 5) + str(i) for i in range(2)]

@@ -119,6 +119,7 @@ def size_gateway(make_gateway: Callable[..., Any]) -> str:
     "Write the size-counting gateway that keeps oversized uploads off the main server."
     import labkit as lk
 
+    probe.expect_factory(make_gateway, example="make_gateway")
     rng = context().rng
     limit = rng.randrange(1500, 6000)
     tag = _word(rng, 8)
@@ -268,13 +269,16 @@ def stateless_handler(visits_module: Callable[[], Any]) -> str:
         raise CheckFailed("Pass the module function (visits_module), which returns the"
                           " handler when called.")
     rng = context().rng
+    name = _word(rng, 5)
+    users = [name, name.capitalize(), _word(rng, 4) + ":" + _word(rng, 3)]
     for deployment in ("First deployment", "A second deployment (new, empty store)"):
-        _visit_scenario(visits_module, deployment, rng)
+        _visit_scenario(visits_module, deployment, rng, users)
     return ("Right every time: warm and cold starts, users that differ only in case, and"
             " simultaneous visits on several containers, counts kept in the shared store.")
 
 
-def _visit_scenario(visits_module: Callable[[], Any], deployment: str, rng: Any) -> None:
+def _visit_scenario(visits_module: Callable[[], Any], deployment: str, rng: Any,
+                    users: list[str]) -> None:
     from ..serverless import FunctionRuntime
     from ..sessions import ManualClock
 
@@ -292,8 +296,6 @@ def _visit_scenario(visits_module: Callable[[], Any], deployment: str, rng: Any)
         return handler
 
     runtime.register("visits", wrapped_module)
-    name = _word(rng, 5)
-    users = [name, name.capitalize(), _word(rng, 4) + ":" + _word(rng, 3)]
     expected: dict[str, int] = {}
 
     def check(user: str, got: Any, what: str) -> None:
@@ -412,8 +414,12 @@ def predict_cold_starts(cold_starts: Callable[[list, float], Any]) -> str:
     if cold_starts([], 60) != 0:
         raise CheckFailed("With no events at all there is no cold start: cold_starts([], 60)"
                           " should be 0.")
-    for _ in range(6 if context().hidden else 4):
-        bursts, keep_warm = _random_timeline(rng)
+    timelines = [_random_timeline(rng) for _ in range(6 if context().hidden else 4)]
+    k = rng.randrange(10, 121)      # one timeline where which container is reused matters
+    timelines.insert(rng.randrange(len(timelines) + 1),
+                     ([(0, 2), (k * 6 // 10, 1), (k * 7 // 10, 1), (k * 12 // 10, 2),
+                       (k * 12 // 10 + rng.randrange(1, 5 * k), rng.randrange(1, 4))], k))
+    for bursts, keep_warm in timelines:
         predicted = cold_starts([tuple(b) for b in bursts], keep_warm)
         if not isinstance(predicted, int) or isinstance(predicted, bool):
             raise CheckFailed(f"cold_starts(...) should return a whole number (an int), not"
