@@ -14,8 +14,8 @@ from flask import jsonify
 from exercise_kit import (SOLUTIONS, assert_case, assert_released_stubs_fail, check_calls,
                           reference, run, table, valid, wrong)
 from labkit.apps import social
-from labkit.redis_server import RedisSessionStore, StoreUnavailable
-from labkit.replication import Copy, Replica, WriteInvalidate, WriteUpdate
+from labkit.state.redis import RedisSessionStore, StoreUnavailable
+from labkit.state.replication import Copy, Replica, WriteInvalidate, WriteUpdate
 
 SOLUTION = SOLUTIONS / "04_keeping_sessions_alive_exercises.ipynb"
 REF = reference(SOLUTION)
@@ -418,7 +418,7 @@ CASES = [
           kind="substance"),
     wrong(Q1, "fetches from the first peer", FetchesFromFirstPeer, says="should answer 200",
           kind="logic"),
-    wrong(Q1, "not a class", dict, says="subclass of labkit.replication.Replica",
+    wrong(Q1, "not a class", dict, says="subclass of labkit.state.replication.Replica",
           kind="hostile-input"),
 
     valid(Q2, "reference", Ref),

@@ -17,7 +17,7 @@ from flask import Flask, jsonify, make_response, request
 
 from exercise_kit import (SOLUTIONS, assert_case, assert_released_stubs_fail, check_calls,
                           reference, run, table, valid, wrong)
-from labkit.tokens import DenyList as KitDenyList
+from labkit.state.tokens import DenyList as KitDenyList
 
 SOLUTION = SOLUTIONS / "05_stateless_http_exercises.ipynb"
 REF = reference(SOLUTION)

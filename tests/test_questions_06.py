@@ -11,7 +11,7 @@ from fractions import Fraction
 
 from exercise_kit import (SOLUTIONS, assert_case, assert_released_stubs_fail, check_calls,
                           reference, run, table, valid, wrong)
-from labkit.policies import LeastConnections, RoundRobin
+from labkit.balancing.policies import LeastConnections, RoundRobin
 
 SOLUTION = SOLUTIONS / "06_scaling_out_exercises.ipynb"
 

@@ -11,8 +11,9 @@ from flask import Flask, Response, request
 
 from exercise_kit import (SOLUTIONS, assert_case, assert_released_stubs_fail, check_calls,
                           reference, run, table, valid, wrong)
-from labkit.serverless import FunctionRuntime, create_size_gateway
-from labkit.sessions import ManualClock
+from labkit.apps.uploads import create_size_gateway
+from labkit.state.serverless import FunctionRuntime
+from labkit.state.sessions import ManualClock
 
 SOLUTION = SOLUTIONS / "07_serverless_exercises.ipynb"
 REF = reference(SOLUTION)

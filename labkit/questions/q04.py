@@ -35,11 +35,12 @@ def _word(rng: Any, length: int = 6) -> str:
 # ------------------------------------------------------------------ write-invalidate
 def _dry_run(replica_class: Any) -> None:
     """Call the learner's methods once, alone, so a stub fails before any server starts."""
-    from ..replication import Replica, Replication
+    from ..state.replication import Replica, Replication
 
     if not (isinstance(replica_class, type) and issubclass(replica_class, Replica)):
         raise CheckFailed("Pass your class itself (e.g. MyInvalidate), a subclass of"
-                          f" labkit.replication.Replica, not {type(replica_class).__name__}.")
+                          " labkit.state.replication.Replica, not"
+                          f" {type(replica_class).__name__}.")
     rng = context().rng
     alone = replica_class("s1", Replication(replica_class))  # no peers: nothing is sent
     data = {"user": _word(rng), "cart": [_word(rng)]}
@@ -149,7 +150,7 @@ def _cart_writer(carts: _Carts, user: str, server: Any, item: str) -> Callable[[
 def write_invalidate(replica_class: Any) -> str:
     "Write a Replica subclass that keeps sessions coherent by write-invalidate."
     import labkit as lk
-    from ..replication import Replication
+    from ..state.replication import Replication
 
     _dry_run(replica_class)
     rng = context().rng
@@ -242,7 +243,7 @@ def redis_store(store_class: Callable[..., Any]) -> str:
     "Write a session store that keeps each session in Redis with an idle timeout."
     import labkit as lk
     from ..apps import social
-    from ..redis_server import RedisServer
+    from ..state.redis import RedisServer
 
     rng = context().rng
     idle = rng.randrange(120, 900)
@@ -399,7 +400,7 @@ def _expect_down(answer: requests.Response, what: str) -> None:
 def store_down(make_app: Callable[[Any], Any]) -> str:
     "Make the app answer 503 with a reason while the store is down, and recover."
     from ..apps import social
-    from ..redis_server import RedisServer, RedisSessionStore
+    from ..state.redis import RedisServer, RedisSessionStore
 
     probe.expect_factory(make_app, example="make_app")
     rng = context().rng

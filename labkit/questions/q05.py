@@ -29,7 +29,7 @@ import jwt
 import requests
 
 from ..checks import CheckFailed, context, probe, question
-from ..sessions import ManualClock
+from ..state.sessions import ManualClock
 
 AUDIENCE = "labkit-social-api"
 ISSUER = "labkit-social"
@@ -65,7 +65,7 @@ def _casing(rng: Any, word: str) -> str:
 
 def _battery(key: bytes) -> tuple[list[tuple[str, str, dict]], list[tuple[str, str, str]]]:
     """(good tokens with their claims, bad tokens): each bad one names its one defect."""
-    from ..tokens import forge
+    from ..state.tokens import forge
 
     rng = context().rng
     now = int(time.time())
@@ -487,7 +487,7 @@ def _expect_error(r: requests.Response, status: int | tuple, error: str | None, 
 ])
 def idempotent_post(make_shop: Callable[..., Any]) -> str:
     "Write a POST that honours an Idempotency-Key header, so that a retry is safe."
-    from ..cluster import Cluster
+    from ..balancing.cluster import Cluster
 
     probe.expect_factory(make_shop, example="make_shop")
     rng = context().rng
@@ -757,8 +757,8 @@ def _deny_under_load(DenyList: Callable[[], Any], rng: Any) -> None:
 def deny_list(DenyList: Callable[[], Any]) -> str:
     "Write a deny-list that revokes tokens by jti and forgets them when they expire."
     from ..apps import social
-    from ..server import serve
-    from ..tokens import TokenAuth, new_key
+    from ..serving.server import serve
+    from ..state.tokens import TokenAuth, new_key
 
     rng = context().rng
     start = rng.randrange(1_000_000_000, 1_500_000_000)   # Unix seconds, in the past

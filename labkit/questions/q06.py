@@ -147,7 +147,7 @@ class _Watch:
 
 
 def _random_servers(rng: Any) -> list:
-    from ..policies import Backend
+    from ..balancing.policies import Backend
 
     n = rng.randrange(1, 7)
     names = [f"s{i}" for i in range(1, n + 1)]
@@ -166,7 +166,7 @@ def _random_servers(rng: Any) -> list:
 def least_loaded(policy_class: Callable[[], Any]) -> str:
     "Write a least-loaded balancing policy."
     import labkit as lk
-    from ..policies import RequestInfo
+    from ..balancing.policies import RequestInfo
 
     rng = context().rng
     policy = policy_class()
@@ -245,7 +245,7 @@ def _readings(report: Any, *, by_end: bool, slacks: tuple[float, ...]) -> list[d
 
 
 def _sample(start: float, latency: float, status: int, server: str | None) -> Any:
-    from ..load import Sample
+    from ..observe.load import Sample
 
     return Sample(user=0, start=round(start, 4), latency=round(latency, 4), status=status,
                   server=server)
@@ -253,7 +253,7 @@ def _sample(start: float, latency: float, status: int, server: str | None) -> An
 
 def _made_up_report(rng: Any, *, never_revived: bool = False) -> Any:
     """A report with 2-4 outages (a server may fail twice, the last may never end)."""
-    from ..load import LoadReport
+    from ..observe.load import LoadReport
 
     duration = 20.0
     log, samples, t = [], [], 0.5
@@ -347,7 +347,7 @@ def _compare(got: Any, expected: dict[str, int], report: Any, what: str) -> None
 def lost_by_period(lost: Callable[[Any], dict]) -> str:
     "From a load report, count the failed requests of each fault period."
     import labkit as lk
-    from ..load import LoadReport
+    from ..observe.load import LoadReport
 
     rng = context().rng
     quiet = LoadReport(users=1, duration=5.0, samples=[_sample(1.0, 0.1, 0, None)])
@@ -381,7 +381,7 @@ def lost_by_period(lost: Callable[[Any], dict]) -> str:
 ])
 def retry_rule(may_retry: Callable[[str], bool]) -> str:
     "Decide which methods a balancer may send again after a server died."
-    from ..balancer import IDEMPOTENT
+    from ..balancing.balancer import IDEMPOTENT
 
     rng = context().rng
     why = {"POST": "a POST may have created something already (a second order, a second"

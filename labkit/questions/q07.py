@@ -234,7 +234,7 @@ class _SlowStore:
     PAUSE = 0.02
 
     def __init__(self) -> None:
-        from ..serverless import Store
+        from ..state.serverless import Store
 
         self._store = Store()
 
@@ -279,8 +279,8 @@ def stateless_handler(visits_module: Callable[[], Any]) -> str:
 
 def _visit_scenario(visits_module: Callable[[], Any], deployment: str, rng: Any,
                     users: list[str]) -> None:
-    from ..serverless import FunctionRuntime
-    from ..sessions import ManualClock
+    from ..state.serverless import FunctionRuntime
+    from ..state.sessions import ManualClock
 
     clock = ManualClock()
     runtime = FunctionRuntime(keep_warm=60, clock=clock, store=_SlowStore())
@@ -348,8 +348,8 @@ def _visit_scenario(visits_module: Callable[[], Any], deployment: str, rng: Any,
 # ------------------------------------------------------------------ predict cold starts
 def _play(bursts: list[tuple[float, int]], keep_warm: float) -> int:
     """Play ``bursts`` on a real runtime with a manual clock; return its cold starts."""
-    from ..serverless import FunctionRuntime
-    from ..sessions import ManualClock
+    from ..state.serverless import FunctionRuntime
+    from ..state.sessions import ManualClock
 
     clock = ManualClock()
     runtime = FunctionRuntime(keep_warm=keep_warm, clock=clock)
