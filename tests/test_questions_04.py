@@ -119,6 +119,25 @@ class UpdatesWhenSmall(REF["MyInvalidate"]):
         return super().on_message(kind, sid, body, sender)
 
 
+class UpdateCalledFetch(REF["MyInvalidate"]):
+    """Write-update in disguise: the whole session travels in a message named 'fetch'."""
+
+    def write(self, sid, data):
+        with self.lock:
+            old = self.copies.get(sid)
+            version = (old.version if old else 0) + 1
+            self.copies[sid] = Copy(data, version, self.name)
+        for peer in self.peers():
+            self.send(peer, "fetch", sid, {"push": data, "version": version})
+
+    def on_message(self, kind, sid, body, sender):
+        if kind == "fetch" and "push" in body:
+            with self.lock:
+                self.copies[sid] = Copy(body["push"], body["version"], sender)
+            return None
+        return super().on_message(kind, sid, body, sender)
+
+
 class HoldsLockWhileSending(REF["MyInvalidate"]):
     """Sends its invalidations while holding self.lock: two writers wait on each other."""
 
@@ -406,6 +425,8 @@ CASES = [
     valid(Q1, "explicit branches and a version check", DictOfTuples),
     wrong(Q1, "write-update", WriteUpdate, says="write-update", kind="substance"),
     wrong(Q1, "update when the session is small", UpdatesWhenSmall, says="write-update",
+          kind="visible-only"),
+    wrong(Q1, "update disguised as a fetch", UpdateCalledFetch, says="write-update",
           kind="visible-only"),
     wrong(Q1, "announces new sessions only", ForgetsToInvalidate, says="Stale read",
           kind="logic"),

@@ -384,6 +384,24 @@ def shop(*, shared=True, honour_key=True, require_key=True, check_body=True, ato
     return make_shop
 
 
+def loose_token_shop(place_order, keys, accounts):
+    """Finds the caller by a substring of the header: any header holding a token works."""
+    inner = shop()(place_order, keys, accounts)
+    view = inner.view_functions["order"]
+
+    def order():
+        header = request.headers.get("Authorization", "")
+        user = next((u for t, u in accounts.items() if t.lower() in header.lower()), None)
+        if user is None:
+            return {"error": "unauthorized"}, 401
+        exact = {u: t for t, u in accounts.items()}[user]
+        request.environ["HTTP_AUTHORIZATION"] = f"Bearer {exact}"
+        return view()
+
+    inner.view_functions["order"] = order
+    return inner
+
+
 def class_based_shop(place_order, keys, accounts):
     """Valid: string keys, a small class per request, 400 for a bad body, other 409 text."""
     app = Flask("class-shop")
@@ -442,6 +460,25 @@ class LockedDenyList:
         with self.lock:
             self.revoked = {j: e for j, e in self.revoked.items() if e > now}
             return jti in self.revoked
+
+    def __len__(self):
+        return len(self.revoked)
+
+
+class KeepsUntilAfterExp:
+    """Valid: keeps an entry at now == exp exactly (the text allows either)."""
+
+    def __init__(self):
+        self.revoked = {}
+
+    def revoke(self, jti, exp):
+        self.revoked[jti] = exp
+
+    def is_revoked(self, jti, now):
+        for old, exp in list(self.revoked.items()):
+            if exp < now:
+                self.revoked.pop(old, None)
+        return jti in self.revoked
 
     def __len__(self):
         return len(self.revoked)
@@ -610,6 +647,8 @@ CASES = [
           says="atomic", kind="concurrency"),
     wrong(Q3, "key before authentication", shop(auth_first=False),
           says="authentication comes first", kind="security"),
+    wrong(Q3, "tokens matched by substring", loose_token_shop, says="match exactly",
+          kind="security"),
     wrong(Q3, "keys not scoped to the user", shop(scoped=False), says="scope keys",
           kind="security"),
     wrong(Q3, "a failure is a 500", shop(catch_failure=False), says="should answer 503",
@@ -628,6 +667,7 @@ CASES = [
     valid(Q4, "reference", REF["DenyList"]),
     valid(Q4, "the kit's DenyList (a heap)", KitDenyList),
     valid(Q4, "a lock around a rebuilt dict", LockedDenyList),
+    valid(Q4, "keeps an entry at now == exp", KeepsUntilAfterExp),
     wrong(Q4, "never forgets", NeverForgets, says="grows forever", kind="logic"),
     wrong(Q4, "revokes nothing", RevokesNothing, says="should be revoked", kind="security"),
     wrong(Q4, "forgets too early", ForgetsTooEarly, says="must stay revoked", kind="logic"),

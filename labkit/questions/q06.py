@@ -170,8 +170,11 @@ def least_loaded(policy_class: Callable[[], Any]) -> str:
 
     rng = context().rng
     policy = policy_class()
+    from ..balancing.policies import Backend
+
+    alone = [Backend(f"s{rng.randrange(1, 4)}", active=rng.randrange(0, 5))]
     for i in range(80):
-        servers = _random_servers(rng)
+        servers = alone if i == 0 else _random_servers(rng)   # one live server left
         request = RequestInfo(rng.choice(["GET", "POST"]), "/", {}, {}, f"client-{i}")
         got = policy.choose(request, servers)
         if not any(got is s for s in servers):
