@@ -402,6 +402,13 @@ def loose_token_shop(place_order, keys, accounts):
     return inner
 
 
+def own_numbers_shop(place_order, keys, accounts):
+    """Numbers orders itself from 1001 (what an old check expected), not place_order's."""
+    inner = shop()(lambda user, item: 1000 + len(keys) + (place_order(user, item) * 0),
+                   keys, accounts)
+    return inner
+
+
 def class_based_shop(place_order, keys, accounts):
     """Valid: string keys, a small class per request, 400 for a bad body, other 409 text."""
     app = Flask("class-shop")
@@ -647,6 +654,8 @@ CASES = [
           says="atomic", kind="concurrency"),
     wrong(Q3, "key before authentication", shop(auth_first=False),
           says="authentication comes first", kind="security"),
+    wrong(Q3, "numbers orders itself", own_numbers_shop, says="place_order returned",
+          kind="visible-only"),
     wrong(Q3, "tokens matched by substring", loose_token_shop, says="match exactly",
           kind="security"),
     wrong(Q3, "keys not scoped to the user", shop(scoped=False), says="scope keys",

@@ -456,8 +456,10 @@ class _Shop:
             raise CheckFailed(f"{what} should answer 201 (the order was placed), but your app"
                               f" answered {probe.describe(r)}.")
         answer = probe.expect_json(r, what)
+        with self.orders._lock:
+            numbers = {self.orders.base + i for i in range(1, len(self.orders.placed) + 1)}
         if not (isinstance(answer, dict) and answer.get("item") == item
-                and isinstance(answer.get("order"), int)):
+                and answer.get("order") in numbers):
             raise CheckFailed(f"{what} should answer {{'order': <the number place_order"
                               f" returned>, 'item': <the item>}}, not {probe.describe(r)}.")
         return answer
