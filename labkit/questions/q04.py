@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import string
+import threading as _threading
 import time
 from typing import Any, Callable
 
@@ -139,6 +140,50 @@ def _cart_writer(carts: _Carts, user: str, server: Any, item: str) -> Callable[[
     return write
 
 
+class _OwnedLock:
+    """A lock that knows which thread holds it (to catch a send made while holding it)."""
+
+    def __init__(self) -> None:
+        self._lock = _threading.Lock()
+        self.owner: int | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got = self._lock.acquire(blocking, timeout)
+        if got:
+            self.owner = _threading.get_ident()
+        return got
+
+    def release(self) -> None:
+        self.owner = None
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _watched(replica_class: type, held: list[str]) -> type:
+    """The learner's class, with a lock that notes a send made while holding it."""
+
+    class Watched(replica_class):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if type(self.lock) is type(_threading.Lock()):  # the kit's plain lock only
+                self.lock = _OwnedLock()
+
+        def send(self, peer: str, kind: str, sid: str, body: dict | None = None) -> Any:
+            if isinstance(self.lock, _OwnedLock) and self.lock.owner == _threading.get_ident():
+                held.append(kind)
+            return super().send(peer, kind, sid, body)
+
+    Watched.__name__ = Watched.__qualname__ = replica_class.__name__
+    return Watched
+
+
 @question("04.write_invalidate", points=3, hints=[
     "A write keeps the data on the writing server and sends each peer only a short"
     " 'invalidate' message; a read that finds no valid copy asks the owner ('fetch').",
@@ -157,7 +202,8 @@ def write_invalidate(replica_class: Any) -> str:
     _dry_run(replica_class)
     rng = context().rng
     item = lambda: _word(rng, rng.randrange(600, 1500))  # noqa: E731  (a session > notice)
-    group = Replication(replica_class)
+    held: list[str] = []
+    group = Replication(_watched(replica_class, held))
     with lk.Cluster(group.factory, size=3, name="check-04-invalidate") as cluster:
         group.connect(cluster)
         carts = _Carts(list(cluster.servers), group)
@@ -189,6 +235,12 @@ def write_invalidate(replica_class: Any) -> str:
                                         session=stranger)
                 probe.expect_status(answer, 401, what)
 
+            if held:
+                raise CheckFailed(
+                    f"Your replica sent a {held[0]!r} message while holding self.lock. Two"
+                    " servers that do that at the same time wait for each other until the"
+                    " message times out. Copy what you need under the lock, release it,"
+                    " then send.")
             # Two writers at once, on two servers: each invalidates the other's copy
             # while being invalidated itself.
             for round_ in range(2):
