@@ -50,6 +50,7 @@ class RunOutcome:
     executed: nbformat.NotebookNode | None
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    kernel_failed_to_start: bool = False  # before any cell ran: worth another try
 
 
 def run_notebook(data: bytes, *, key: bytes, run: str, timeout: float,
@@ -126,6 +127,8 @@ def _supervise(control: Path, work: Path, seal_file: Path, *, timeout: float,
     if status.get("leftovers"):
         notes.append(f"left {status['leftovers']} process(es) running after the notebook"
                      " ended; the grader killed them")
+    if status.get("kernel_failed_to_start"):
+        return RunOutcome(None, status.get("error"), notes, kernel_failed_to_start=True)
     try:
         executed = nbformat.read(control / "executed.ipynb", as_version=4)
     except (OSError, ValueError) as exc:
@@ -261,7 +264,9 @@ def _runner(control: Path, work: Path, cell_timeout: float, max_output: int) -> 
         kernel_pid.append(client.km.provisioner.pid)
         (control / "kernel.pid").write_text(str(kernel_pid[0]))
 
+    cells_started: list[int] = []
     client.on_notebook_start = started
+    client.on_cell_start = lambda cell, cell_index: cells_started.append(cell_index)
     try:
         client.execute()
     except _Stopped:
@@ -278,8 +283,9 @@ def _runner(control: Path, work: Path, cell_timeout: float, max_output: int) -> 
                  " output; it was stopped there")
     leftovers = _reap_everything(kernel_pid[0] if kernel_pid else None)
     nbformat.write(notebook, control / "executed.ipynb")
-    (control / "status.json").write_text(json.dumps({"error": error,
-                                                      "leftovers": leftovers}))
+    (control / "status.json").write_text(json.dumps({
+        "error": error, "leftovers": leftovers,
+        "kernel_failed_to_start": error is not None and not cells_started}))
     return 0
 
 

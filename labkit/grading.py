@@ -46,6 +46,7 @@ from .grade_runner import MAX_OUTPUT_BYTES, new_key, run_notebook
 
 DEFAULT_TIMEOUT = 600.0  # seconds for a whole notebook
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024  # larger submissions are refused unread
+KERNEL_START_ATTEMPTS = 3  # a kernel that dies before the first cell is started again
 NO_CHECK = "no check ran for this question"
 _CHECK_CALL = re.compile(r"""\bcheck\(\s*(?:question_id\s*=\s*)?['"](\d{2})\.[a-z][a-z0-9_]*['"]""")
 # Code that reaches into the kit's internals could forge a sealed record (see seal.py).
@@ -124,7 +125,7 @@ def learner_of(path: Path, root: Path | None = None) -> str:
 
     * ``submissions/<learner>/03_x.ipynb`` (graded as ``submissions/``): ``<learner>``;
     * ``<learner>_03_x.ipynb`` or ``<learner>-03_x.ipynb``: ``<learner>``;
-    * a file passed by itself named ``03_x.ipynb``: its folder's name;
+    * ``<learner>/03_x.ipynb`` (the file, or its folder, graded): ``<learner>``;
     * otherwise the file name without ``.ipynb``.
     """
     if root is not None:
@@ -134,8 +135,10 @@ def learner_of(path: Path, root: Path | None = None) -> str:
     match = re.match(r"(.+?)[-_ .]+\d{2}_", path.stem)
     if match:
         return match.group(1)
-    if root is None and re.match(r"\d{2}_", path.name) and path.parent.name not in ("", "."):
-        return path.resolve().parent.name
+    if re.match(r"\d{2}_", path.name):
+        folder = path.absolute().parent.name
+        if folder:
+            return folder
     return path.stem
 
 
@@ -376,9 +379,12 @@ def grade_notebook(submission: Submission | str | Path, *,
     if not expected:
         return finish(NotebookGrade(submission.label, 0, 0, [],
                                     f"chapter {detected} has no graded questions"), detected)
-    key, run = new_key()
-    outcome = run_notebook(data, key=key, run=run, timeout=timeout,
-                           cell_timeout=cell_timeout or timeout, max_output=max_output)
+    for _attempt in range(KERNEL_START_ATTEMPTS):
+        key, run = new_key()  # a fresh key for every run, retries included
+        outcome = run_notebook(data, key=key, run=run, timeout=timeout,
+                               cell_timeout=cell_timeout or timeout, max_output=max_output)
+        if not outcome.kernel_failed_to_start:  # a busy machine can lose a kernel at start
+            break
     if outcome.error is not None or outcome.executed is None:
         grade = score(submission.label, expected, {},
                       stable_text(outcome.error or "the notebook did not run"))
@@ -392,6 +398,27 @@ def grade_notebook(submission: Submission | str | Path, *,
         grade.notes.append(f"its code reaches into the kit's internals ({', '.join(used)}):"
                            " read it before trusting the score")
     return finish(grade, detected)
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, n: int) -> None:
+        pass
+
+
+def _progress_bar(total: int, *, shown: bool):  # noqa: ANN202
+    """tqdm on stderr (it shows the time left), or nothing at all."""
+    if not shown:
+        return _NoBar()  # not even tqdm's monitor thread
+    from tqdm import tqdm
+
+    tqdm.monitor_interval = 0  # no background thread that outlives the grading
+    return tqdm(total=total, unit="notebook", leave=False, dynamic_ncols=True)
 
 
 def grade(paths: Iterable[str | Path] | list[Submission], *,
@@ -422,11 +449,8 @@ def grade(paths: Iterable[str | Path] | list[Submission], *,
                    else find_submissions(paths))
     chosen = [submissions[i] for i in shard_positions(len(submissions), shard)]
     grades: list[NotebookGrade | None] = [None] * len(chosen)
-    from tqdm import tqdm
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(
-            total=len(chosen), unit="notebook", disable=not progress, leave=False,
-            dynamic_ncols=True) as bar:
+    with ThreadPoolExecutor(max_workers=jobs) as pool, _progress_bar(
+            len(chosen), shown=progress) as bar:
         futures = {pool.submit(grade_notebook, submission, timeout=timeout,
                                cell_timeout=cell_timeout, chapter=chapter): index
                    for index, submission in enumerate(chosen)}
