@@ -17,8 +17,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
-from labkit import grade_reports as reports
-from labkit import grading
+from labkit.instructor import reports
+from labkit.instructor import grading
 from labkit.checks import seal
 from labkit.checks.result import MIME_TYPE
 

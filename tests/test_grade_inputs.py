@@ -21,9 +21,9 @@ import termios
 import nbformat
 import pytest
 
-from labkit import grade_reports as reports
-from labkit import grading
-from labkit.cli import main
+from labkit.instructor import reports
+from labkit.instructor import grading
+from labkit.instructor.cli import main
 from labkit.errors import GradeError
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

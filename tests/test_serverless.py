@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import pytest
 import requests
@@ -11,15 +12,14 @@ from functools import partial
 
 import labkit as lk
 from labkit.errors import LabkitError
-from labkit.serverless import (
+from labkit.state.serverless import (
     FunctionRuntime,
     HandlerError,
     Store,
     UnknownFunctionError,
-    create_size_gateway,
-    create_upload_server,
 )
-from labkit.sessions import ManualClock
+from labkit.apps.uploads import create_size_gateway, create_upload_server
+from labkit.state.sessions import ManualClock
 
 COUNTER = """
 count = 0
@@ -101,9 +101,12 @@ def test_concurrent_events_need_more_containers():
 def test_init_cost_is_paid_only_on_cold_starts():
     rt = FunctionRuntime(init_cost=0.05)
     rt.register("f", counter_module)
+    started = time.perf_counter()
     rt.invoke("f")
     rt.invoke("f")
-    assert rt.stats("f")["cold_starts"] == 1 and 0.05 <= rt.init_seconds("f") < 1.0
+    elapsed = time.perf_counter() - started  # the init cost is part of this, once
+    assert rt.stats("f")["cold_starts"] == 1
+    assert 0.05 <= rt.init_seconds("f") <= elapsed
 
 
 def test_reap_and_redeploy():

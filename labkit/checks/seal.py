@@ -2,7 +2,7 @@
 
 Any cell can display a dict under the check MIME type, so the grader cannot trust a
 record just because it is there. While grading, each notebook's kernel gets a fresh
-secret key and a run id from the grader (see :mod:`labkit.grading`). ``lk.check``
+secret key and a run id from the grader (see :mod:`labkit.instructor.grading`). ``lk.check``
 then
 
 1. runs the question as usual (the *visible* check, the one the learner saw);

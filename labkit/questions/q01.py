@@ -17,7 +17,7 @@ from flask import Flask
 
 from ..apps import social
 from ..checks import CheckFailed, probe, question
-from ..sessions import ManualClock
+from ..state.sessions import ManualClock
 
 
 def _store(make_store: Callable[..., Any], **options: Any) -> Any:
@@ -94,7 +94,7 @@ def session_store(SessionStore: Callable[..., Any]) -> str:
     # The same store, plugged into the course's social app, over real HTTP.
     clock = ManualClock()
     store = _store(SessionStore, idle_timeout=600, max_sessions=2, clock=clock)
-    from ..server import serve
+    from ..serving.server import serve
     factory = lambda: social.create_app(store=store, kdf_iterations=1_000)  # noqa: E731
     with serve(factory, name="check-store") as server, requests.Session() as alice, \
             requests.Session() as bob, requests.Session() as ex:

@@ -59,7 +59,7 @@ def _natural(name: str) -> tuple:
 def sticky_policy(policy_class: Callable[[], Any]) -> str:
     "Write a sticky balancing policy and plug it into the kit's balancer."
     import labkit as lk
-    from ..policies import Backend, RequestInfo
+    from ..balancing.policies import Backend, RequestInfo
 
     policy = policy_class()
     probe_servers = [Backend("s1"), Backend("s2")]

@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checks.registry import Question, all_questions
-from .errors import GradeError
+from ..checks.registry import Question, all_questions
+from ..errors import GradeError
 from .grading import chapter_of, collect_results, read_submission
 
 PASSED, FAILED, NOT_RUN = "passed", "failed", "not checked yet"

@@ -1,9 +1,9 @@
 """The ``labkit`` command line: ``release``, ``grade``, ``grade-merge``, ``progress``, ``doctor``.
 
-Each subcommand is a thin layer over a module (:mod:`labkit.release`,
-:mod:`labkit.grading` and :mod:`labkit.grade_reports`, :mod:`labkit.progress`,
-:mod:`labkit.doctor`). Mistakes in the input end the
-program with one readable line on stderr and exit status 2, never a traceback.
+Each subcommand is a thin layer over a module of :mod:`labkit.instructor`
+(:mod:`.release`, :mod:`.grading` and :mod:`.reports`, :mod:`.progress`,
+:mod:`.doctor`). Mistakes in the input end the program with one readable line on
+stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from .errors import GradeError, LabkitError
+from ..errors import GradeError, LabkitError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from . import grade_reports as reports
+    from . import reports
     from . import grading
 
     if args.shard is not None:
@@ -149,7 +149,7 @@ def _grade(args: argparse.Namespace) -> int:
 
 def _finish(grades: list, args: argparse.Namespace) -> None:
     """Print the table and the summary; write the report and the feedback pages."""
-    from . import grade_reports as reports
+    from . import reports
 
     print(reports.format_table(grades))
     print()
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "grade":
             return _grade(args)
         if args.command == "grade-merge":
-            from . import grade_reports as reports
+            from . import reports
 
             reports.check_report_path(args.out)
             grades = reports.merge_parts(args.parts)

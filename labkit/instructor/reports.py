@@ -19,8 +19,8 @@ import json
 import re
 from pathlib import Path
 
-from .checks.registry import get_question
-from .errors import GradeError, LabkitError
+from ..checks.registry import get_question
+from ..errors import GradeError, LabkitError
 from .grading import NotebookGrade
 
 REPORT_FORMATS = (".csv", ".json", ".html")

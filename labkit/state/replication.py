@@ -49,7 +49,7 @@ from typing import Any
 import requests
 from flask import Flask, g, has_request_context, jsonify, request
 
-from .errors import LabkitError
+from ..errors import BadOptionError, LabkitError
 
 __all__ = ["Copy", "Message", "Replica", "Replication", "WriteInvalidate", "WriteUpdate"]
 
@@ -222,13 +222,13 @@ class Replication:
     def __init__(self, protocol: str | type[Replica] = "update") -> None:
         if isinstance(protocol, str):
             if protocol not in PROTOCOLS:
-                raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)} or a "
+                raise BadOptionError(f"protocol must be one of {sorted(PROTOCOLS)} or a "
                                  f"Replica subclass, not {protocol!r}")
             self.protocol, self.replica_class = protocol, PROTOCOLS[protocol]
         elif isinstance(protocol, type) and issubclass(protocol, Replica):
             self.protocol, self.replica_class = protocol.__name__, protocol
         else:
-            raise ValueError(f"protocol must be 'update', 'invalidate' or a Replica "
+            raise BadOptionError(f"protocol must be 'update', 'invalidate' or a Replica "
                              f"subclass, not {protocol!r}")
         self.key = secrets.token_hex(16)  # peers prove they are peers with it
         self.messages: list[Message] = []

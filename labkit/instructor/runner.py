@@ -9,8 +9,8 @@ three private folders (``tempfile.mkdtemp``, mode 0700):
   the kernel's PID and the runner's log. The kernel is never told where it is;
 * ``seal``: the grading key file, which the kernel deletes before the first cell.
 
-The runner is a child process (``python -m labkit.grade_runner``) that runs the
-notebook with nbclient in a kernel of *this* Python (:mod:`labkit.grade_kernel`).
+The runner is a child process (``python -m labkit.instructor.runner``) that runs the
+notebook with nbclient in a kernel of *this* Python (:mod:`labkit.instructor.kernel`).
 It declares itself a *child subreaper* (Linux ``PR_SET_CHILD_SUBREAPER``), so every
 process the notebook forks, even one that detaches with ``setsid``, comes back to it
 when its parent dies; when the notebook ends it kills and reaps them all and says
@@ -39,7 +39,7 @@ import nbformat
 
 MAX_OUTPUT_BYTES = 10 * 1024 * 1024  # what all cells of one notebook may print
 STOP_GRACE = 15.0  # seconds the runner gets to clean up after SIGTERM
-_KIT_PARENT = str(Path(__file__).resolve().parent.parent)
+_KIT_PARENT = str(Path(__file__).resolve().parents[2])  # the folder holding labkit/
 _SEAL_VARIABLE = "LABKIT_GRADE_SEAL"  # the same name as labkit.checks.seal's
 
 
@@ -90,7 +90,7 @@ def _supervise(control: Path, work: Path, seal_file: Path, *, timeout: float,
     env[_SEAL_VARIABLE] = str(seal_file)
     with open(control / "runner.log", "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "labkit.grade_runner", str(control), str(work),
+            [sys.executable, "-m", "labkit.instructor.runner", str(control), str(work),
              repr(cell_timeout), str(max_output)],
             cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True)
@@ -197,7 +197,7 @@ def _reap_everything(kernel_pid: int | None) -> int:
 
 
 def _kernel_manager():  # noqa: ANN202 (jupyter_client types are heavy to import)
-    """A kernel manager whose kernel is ``sys.executable -m labkit.grade_kernel``.
+    """A kernel manager whose kernel is ``sys.executable -m labkit.instructor.kernel``.
 
     Asking for "python3" by name could find another Python's kernelspec; the grader
     wants the kernel of the Python that runs it, armed with the grading key.
@@ -209,7 +209,7 @@ def _kernel_manager():  # noqa: ANN202 (jupyter_client types are heavy to import
         def get_kernel_spec(self, kernel_name: str, *args: object, **kwargs: object
                             ) -> KernelSpec:
             return KernelSpec(
-                argv=[sys.executable, "-m", "labkit.grade_kernel", "-f",
+                argv=[sys.executable, "-m", "labkit.instructor.kernel", "-f",
                       "{connection_file}"],
                 display_name="Python 3 (labkit grade)", language="python",
                 resource_dir="")

@@ -9,7 +9,7 @@ For each submission the grader
    metadata (``labkit release`` writes it), else the ids of the checks its code calls
    (``--chapter NN`` overrides all three);
 3. runs it top to bottom in private scratch folders with a kernel that holds a fresh
-   secret key (:mod:`labkit.grade_runner`). Each ``lk.check`` runs its question
+   secret key (:mod:`labkit.instructor.runner`). Each ``lk.check`` runs its question
    twice, the visible check and then a hidden re-check with a fresh seed and extra
    probes, and seals the record with the key (:mod:`labkit.checks.seal`);
 4. reads back the records whose seal is valid for this run. The record with the
@@ -38,11 +38,11 @@ from typing import Iterable
 
 import nbformat
 
-from .checks.registry import Question, questions_for
-from .checks.result import MIME_TYPE, CheckResult, stable_text
-from .checks.seal import verify
-from .errors import GradeError, LabkitError
-from .grade_runner import MAX_OUTPUT_BYTES, new_key, run_notebook
+from ..checks.registry import Question, questions_for
+from ..checks.result import MIME_TYPE, CheckResult, stable_text
+from ..checks.seal import verify
+from ..errors import GradeError, LabkitError
+from .runner import MAX_OUTPUT_BYTES, new_key, run_notebook
 
 DEFAULT_TIMEOUT = 600.0  # seconds for a whole notebook
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024  # larger submissions are refused unread

@@ -1,4 +1,4 @@
-"""The machinery under :class:`labkit.server.Server`: werkzeug made quiet and killable.
+"""The machinery under :class:`labkit.serving.server.Server`: werkzeug made quiet and killable.
 
 * :class:`QuietHandler` turns werkzeug's console log off (the kit keeps a
   structured log instead: output printed by a background thread would land in
@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import http.client
 import json
 import os
@@ -24,8 +23,9 @@ from typing import Any
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
+from .. import _lifecycle
+from ..errors import AppFactoryError, BadAppError, PortInUseError
 from ._middleware import INTERNAL_PREFIX, KitMiddleware
-from .errors import AppFactoryError, BadAppError, PortInUseError
 
 HOST = "127.0.0.1"
 POLL_INTERVAL = 0.05  # how often serve_forever looks for a shutdown request
@@ -207,11 +207,7 @@ def _die_with_parent(parent: int, forked_by_main_thread: bool) -> None:
     thread that notices the parent is gone covers every case.
     """
     if forked_by_main_thread:
-        try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-        except OSError:
-            pass
+        _lifecycle.arm_parent_death(parent)
 
     def watch() -> None:
         while os.getppid() == parent:
