@@ -101,7 +101,8 @@ def test_the_grader_goes_on_after_bad_files(tmp_path):
 
 def test_learner_ids_come_from_the_folder_or_the_file_name(tmp_path):
     for name in ("alice/03_stateful_cluster_exercises.ipynb", "alice/00_x.ipynb",
-                 "bob_00_two_ways.ipynb", "carol-05_stateless.ipynb", "dave.ipynb"):
+                 "bob_00_two_ways.ipynb", "carol-05_stateless.ipynb", "dave.ipynb",
+                 "erin_03.ipynb"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text("{}")
     found = {s.path.relative_to(tmp_path).as_posix(): s.learner
@@ -109,7 +110,7 @@ def test_learner_ids_come_from_the_folder_or_the_file_name(tmp_path):
     assert found == {"alice/00_x.ipynb": "alice",
                      "alice/03_stateful_cluster_exercises.ipynb": "alice",
                      "bob_00_two_ways.ipynb": "bob", "carol-05_stateless.ipynb": "carol",
-                     "dave.ipynb": "dave"}
+                     "dave.ipynb": "dave", "erin_03.ipynb": "erin"}
     alone = grading.find_submissions([tmp_path / "alice" / "00_x.ipynb"])
     assert alone[0].learner == "alice"
 
@@ -118,6 +119,8 @@ def test_the_chapter_from_name_metadata_or_checks(tmp_path):
     notebook = nbformat.read(ROOT / "solutions" / NAME, as_version=4)
     assert grading.chapter_of(pathlib.Path("x/03_mine.ipynb"), notebook) == "03"
     assert grading.chapter_of(pathlib.Path("ann_03_mine.ipynb"), notebook) == "03"
+    assert grading.chapter_of(pathlib.Path("ann_03.ipynb"), notebook) == "03"
+    assert grading.chapter_of(pathlib.Path("2024_notes.ipynb"), notebook) == "00"
     assert grading.chapter_of(pathlib.Path("99_mine.ipynb"), notebook) == "00"  # no 99
     notebook.metadata["labkit"] = {"chapter": "05"}
     assert grading.chapter_of(pathlib.Path("mine.ipynb"), notebook) == "05"

@@ -124,7 +124,8 @@ def learner_of(path: Path, root: Path | None = None) -> str:
     """The learner id of a submission, from its folder or its file name.
 
     * ``submissions/<learner>/03_x.ipynb`` (graded as ``submissions/``): ``<learner>``;
-    * ``<learner>_03_x.ipynb`` or ``<learner>-03_x.ipynb``: ``<learner>``;
+    * ``<learner>_03_x.ipynb``, ``<learner>-03_x.ipynb`` or ``<learner>_03.ipynb``:
+      ``<learner>``;
     * ``<learner>/03_x.ipynb`` (the file, or its folder, graded): ``<learner>``;
     * otherwise the file name without ``.ipynb``.
     """
@@ -132,7 +133,7 @@ def learner_of(path: Path, root: Path | None = None) -> str:
         parts = path.relative_to(root).parts
         if len(parts) > 1:
             return parts[0]
-    match = re.match(r"(.+?)[-_ .]+\d{2}_", path.stem)
+    match = re.match(r"(.+?)[-_ .]+\d{2}(?:_|$)", path.stem)
     if match:
         return match.group(1)
     if re.match(r"\d{2}_", path.name):
@@ -198,14 +199,14 @@ def _known_chapter(chapter: str) -> bool:
 def chapter_of(path: Path, notebook: nbformat.NotebookNode | None = None) -> str | None:
     """The chapter ``NN`` of a submission: from its name, its metadata, or its checks.
 
-    1. the file name: ``03_*.ipynb`` or ``<learner>_03_*.ipynb``;
+    1. the file name: ``03_*.ipynb``, ``<learner>_03_*.ipynb`` or ``<learner>_03.ipynb``;
     2. the ``labkit.chapter`` metadata that ``labkit release`` writes;
     3. the chapter of most question ids in its ``lk.check("NN.name", ...)`` calls.
 
     A step only counts when that chapter has graded questions.
     """
-    match = re.match(r"(\d{2})_", path.name) or re.search(r"(?<!\d)(\d{2})_[A-Za-z]",
-                                                          path.name)
+    match = re.match(r"(\d{2})_", path.name) or re.search(
+        r"(?<!\d)(\d{2})(?=_[A-Za-z]|\.ipynb$)", path.name)
     if match and _known_chapter(match.group(1)):
         return match.group(1)
     if notebook is None:
