@@ -45,7 +45,8 @@ from ..errors import GradeError, LabkitError
 from .runner import MAX_OUTPUT_BYTES, new_key, run_notebook
 
 DEFAULT_TIMEOUT = 600.0  # seconds for a whole notebook
-MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024  # larger submissions are refused unread
+_MB = 1024 * 1024
+MAX_NOTEBOOK_BYTES = 20 * _MB  # larger submissions are refused unread
 KERNEL_START_ATTEMPTS = 3  # a kernel that dies before the first cell is started again
 NO_CHECK = "no check ran for this question"
 _CHECK_CALL = re.compile(r"""\bcheck\(\s*(?:question_id\s*=\s*)?['"](\d{2})\.[a-z][a-z0-9_]*['"]""")
@@ -237,8 +238,8 @@ def read_submission(path: Path, *, max_bytes: int = MAX_NOTEBOOK_BYTES
     if not stat.S_ISREG(info.st_mode):
         return "not a regular file"
     if info.st_size > max_bytes:
-        return (f"the file is {info.st_size / 1e6:.1f} MB, over the"
-                f" {max_bytes / 1e6:g} MB limit for a submission (clear its outputs:"
+        return (f"the file is {info.st_size / _MB:.1f} MB, over the"
+                f" {max_bytes / _MB:g} MB limit for a submission (clear its outputs:"
                 " Edit > Clear Outputs of All Cells, save, and submit again)")
     try:
         with open(path, "rb") as handle:
@@ -246,7 +247,7 @@ def read_submission(path: Path, *, max_bytes: int = MAX_NOTEBOOK_BYTES
     except OSError as exc:
         return f"cannot read the file ({exc.strerror})"
     if len(data) > max_bytes:
-        return f"the file is over the {max_bytes / 1e6:g} MB limit for a submission"
+        return f"the file is over the {max_bytes / _MB:g} MB limit for a submission"
     if not data.strip():
         return "the file is empty"
     try:
