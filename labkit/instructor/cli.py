@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     grade = commands.add_parser(
         "grade", help="run submitted notebooks and score their checks",
-        description="Run each notebook in a scratch copy and score its checks.")
+        description="Run each notebook in private scratch folders (every passed check"
+                    " runs again as a hidden re-check) and score its sealed check records.")
     grade.add_argument("paths", nargs="+", metavar="NOTEBOOK_OR_FOLDER")
     grade.add_argument("--out", metavar="FILE", help="also write FILE.csv, .json or .html")
     grade.add_argument("--timeout", type=_positive, default=600.0, metavar="S",
