@@ -178,10 +178,11 @@ class CostModel:
         lost_per_server_crash = 0.0
         lost_per_store_crash = 0.0
         lost_per_month = 0.0
-        if design == "sticky" and self.replication == 1:
+        remembers = self.session_bytes > 0      # with nothing held, a crash loses nothing
+        if design == "sticky" and self.replication == 1 and remembers:
             lost_per_server_crash = self.users / servers
             lost_per_month = self.crashes_per_server_per_month * servers * lost_per_server_crash
-        if design in ("store", "serverless") and self.replication == 1:
+        if design in ("store", "serverless") and self.replication == 1 and remembers:
             lost_per_store_crash = float(self.users)
             lost_per_month = self.store_crashes_per_month * lost_per_store_crash
         cost["failures"] = lost_per_month * self.relogin_cost_usd
@@ -204,7 +205,7 @@ class CostModel:
         return CostTable(tuple(self.estimate(d) for d in DESIGNS))
 
     def cheapest(self) -> str:
-        """The design with the lowest monthly total (the first of a tie, in DESIGNS order)."""
+        """The design with the lowest monthly total (a tie goes to the one that remembers least)."""
         return self.table().cheapest()
 
     def choose(self) -> Choice:
@@ -215,7 +216,7 @@ class CostModel:
         designs break the budget). When none fits, the fastest (reason ``"latency"``).
         """
         table = self.table()
-        by_cost = sorted(table, key=lambda e: e.total_usd_per_month)
+        by_cost = sorted(table, key=_cost_key)
         fits = [e for e in by_cost if e.state_ms_p50 <= self.latency_budget_ms]
         if fits and fits[0] is by_cost[0]:
             return Choice(fits[0].design, "cheapest")
@@ -393,7 +394,7 @@ class CostTable:
         return next(e for e in self.estimates if e.design == design)
 
     def cheapest(self) -> str:
-        return min(self.estimates, key=lambda e: e.total_usd_per_month).design
+        return min(self.estimates, key=_cost_key).design
 
     def rows(self) -> list[tuple[str, str, list[str]]]:
         out = []
@@ -428,6 +429,15 @@ class CostTable:
             for name, unit, cells in self.rows())
         return (f"<table><tr><th></th><th>unit</th>{head}</tr>{body}</table>"
                 f"<p>cheapest: <b>{html.escape(self.cheapest())}</b></p>")
+
+
+# Ties (e.g. nothing to remember, so no design holds anything) go to the design that
+# remembers least: tokens, serverless, store, then sticky.
+_PREFER = ("tokens", "serverless", "store", "sticky")
+
+
+def _cost_key(e: Estimate) -> tuple[float, int]:
+    return (round(e.total_usd_per_month, 6), _PREFER.index(e.design))
 
 
 # -- checking inputs ------------------------------------------------------------------
