@@ -124,6 +124,8 @@ class CostModel:
 
     DESIGNS = DESIGNS
     CATEGORIES = CATEGORIES
+    PRICE_DATE = PRICE_DATE            # when the price defaults were checked
+    PRICE_SOURCES = PRICE_SOURCES      # where each one comes from
 
     def __post_init__(self) -> None:
         for f in fields(self):
