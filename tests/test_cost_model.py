@@ -144,6 +144,12 @@ def test_bad_questions_are_refused_clearly():
         m.break_even("tokens", "sticky", vary="users", lo=-5, hi=10)
     with pytest.raises(TypeError):
         lk.CostModel(10_000)      # keyword-only
+    with pytest.raises(CostModelError, match="too large"):
+        lk.CostModel(users=1e300, requests_per_user_per_minute=1e300).table()
+    with pytest.raises(CostModelError, match="no slider for 'user'"):
+        m.explore(user=(1, 10))
+    with pytest.raises(CostModelError, match="low < high"):
+        m.explore(users=(10, 1))
 
 
 @settings(max_examples=60, deadline=None)

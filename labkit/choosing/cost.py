@@ -189,6 +189,9 @@ class CostModel:
             lost_per_month = self.store_crashes_per_month * lost_per_store_crash
         cost["failures"] = lost_per_month * self.relogin_cost_usd
 
+        if not all(math.isfinite(v) for v in cost.values()):
+            raise CostModelError("these inputs are too large to compute a cost; use"
+                                 " numbers a real service could have.")
         return Estimate(
             design=design,
             cost_usd_per_month=cost,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import CostModelError
 from .cost import CostModel
 
 #: Slider ranges: (min, max, step, log scale?). Override any with explorer(model, name=(lo, hi)).
@@ -32,10 +33,18 @@ def explorer(model: CostModel, **ranges: tuple[float, float]) -> Any:
 
     from .plots import figure
 
+    unknown = sorted(set(ranges) - set(RANGES))
+    if unknown:
+        raise CostModelError(f"no slider for {unknown[0]!r}; the sliders are:"
+                             f" {', '.join(RANGES)}.")
     sliders = {}
     for name, (lo, hi, step, log) in RANGES.items():
         if name in ranges:
             lo, hi = ranges[name]
+            if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo < hi
+                    and (lo > 0 or not log)):
+                raise CostModelError(f"the range of {name} must be (low, high) with low <"
+                                     f" high{' and low > 0' if log else ''}, not {ranges[name]!r}.")
         value = min(max(getattr(model, name), lo), hi)
         style = {"description_width": "220px"}
         layout = widgets.Layout(width="520px")

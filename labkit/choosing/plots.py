@@ -39,8 +39,9 @@ def plot_breakdown(model: CostModel, *, ax: Any = None) -> Any:
                     fontweight="bold" if design == cheapest else "normal")
     ax.set_ylabel("USD per month")
     ax.set_title(f"{model.users:,.0f} users: cheapest is {cheapest}", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
-    ax.set_ylim(0, max(bottoms) * 1.15 or 1)
+    # Room above the tallest bar for the legend, so it never hides a bar or a total.
+    ax.legend(fontsize=8, loc="upper center", ncol=3, frameon=False)
+    ax.set_ylim(0, max(bottoms) * 1.45 or 1)
     return ax
 
 

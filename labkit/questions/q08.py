@@ -221,7 +221,9 @@ def _run_plan(plan: Callable, facts_list: list[dict], expected_of: Callable[[dic
         answer = _plan_answer(plan, facts, what)
         expected = expected_of(facts)
         _judge_inputs(answer["inputs"], expected, why, what)
-        theirs = _model(answer["inputs"], what)
+        _model(answer["inputs"], what)          # every input must be one the model takes
+        # Judge with the facts' inputs only: extra inputs may not sway the verdict.
+        theirs = CostModel(**{name: answer["inputs"][name] for name in expected})
         truth = CostModel(**expected)
         picks.append(_judge_choice(answer, truth, theirs, what))
     return picks
