@@ -55,3 +55,10 @@ def test_the_course_is_a_local_pip_requirement_installed_after_the_copy():
     # itself (labkit, its console script) can be installed. Keep it the last item, so
     # every dependency is resolved from the index before it.
     assert _pip_list_of_environment_yml()[-1] == "-e ."
+
+
+def test_binder_installs_haproxy_for_chapter_06b():
+    # repo2docker installs the packages named in apt.txt (one per line, # comments).
+    packages = [line.strip() for line in (ROOT / "apt.txt").read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    assert packages == ["haproxy"]
