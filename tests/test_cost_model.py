@@ -144,6 +144,8 @@ def test_bad_questions_are_refused_clearly():
         m.break_even("tokens", "sticky", vary="users", lo=-5, hi=10)
     with pytest.raises(TypeError):
         lk.CostModel(10_000)      # keyword-only
+    with pytest.raises(CostModelError, match="steps"):
+        m.break_even("tokens", "sticky", vary="users", lo=1, hi=10, steps=0)
     with pytest.raises(CostModelError, match="too large"):
         lk.CostModel(users=1e300, requests_per_user_per_minute=1e300).table()
     with pytest.raises(CostModelError, match="no slider for 'user'"):

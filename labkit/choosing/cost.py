@@ -253,9 +253,9 @@ class CostModel:
         of ``total(a) - total(b)``. Returns the crossings in increasing order; an empty
         list means one design is cheaper over the whole range.
 
-        >>> m = CostModel()
-        >>> [round(p.at) for p in m.break_even("tokens", "serverless", vary="users", lo=10, hi=1e6)]
-        [...]
+        >>> point, = CostModel().break_even("tokens", "serverless", vary="users", lo=10, hi=1e6)
+        >>> point.cheaper_above
+        'tokens'
         """
         a, b = _design(a), _design(b)
         if a == b:
@@ -267,6 +267,8 @@ class CostModel:
         _validate(vary, hi)
         if not hi > lo:
             raise CostModelError(f"the range must grow: lo={lo!r} is not below hi={hi!r}.")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+            raise CostModelError(f"steps must be a whole number of at least 2, not {steps!r}.")
         if vary in _INTEGERS:
             raise CostModelError(f"{vary} is a whole number; vary a continuous input instead.")
 
