@@ -80,3 +80,7 @@ class GradeError(LabkitError):
 
 class EngineError(LabkitError):
     """A production part (HAProxy, gunicorn) is missing, or refused to start."""
+
+
+class CostModelError(LabkitError, ValueError):
+    """An input the cost model cannot use (a negative count, zero capacity, an unknown design)."""
