@@ -57,3 +57,7 @@ class ReleaseError(LabkitError):
 
 class GradeError(LabkitError):
     """``labkit grade`` cannot proceed (no notebooks found, bad output path)."""
+
+
+class AppConfigError(LabkitError, ValueError):
+    """A course app was asked for a mode or profile it does not have."""
