@@ -34,7 +34,8 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-__all__ = ["READ_TIMEOUT", "ApiError", "install_json_errors", "json_body", "read_json"]
+__all__ = ["READ_TIMEOUT", "ApiError", "install_json_errors", "json_body", "parse_json",
+           "read_json"]
 
 #: Seconds a server waits for the next bytes of a request body. A client that
 #: declares ``Content-Length: 1000`` and sends 10 bytes gets 408 after this long,
@@ -123,6 +124,26 @@ def install_json_errors(app: Flask) -> None:
         return response
 
 
+def parse_json(raw: bytes | str) -> Any:
+    """``raw`` parsed as JSON, or 400 ``malformed_json`` (never a 500).
+
+    Refused: what is not JSON, JSON nested too deep for the parser (its
+    ``RecursionError``), and strings that are not valid Unicode text: a lone
+    surrogate (``"\\ud800"``) is a legal JSON escape, but ``.encode()`` of it
+    fails later, far from here.
+
+    >>> parse_json(b'{"a": [1]}')
+    {'a': [1]}
+    """
+    try:
+        data = json.loads(raw)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError, RecursionError):
+        raise ApiError(400, "malformed_json",
+                       "The body is not valid JSON text (or is nested too deep).") from None
+    return data
+
+
 def read_json() -> Any:
     """The request body parsed as JSON (any type), or an :class:`ApiError` (4xx).
 
@@ -131,16 +152,7 @@ def read_json() -> Any:
     """
     if request.mimetype != "application/json":
         raise ApiError(415, "expected_json", "Send the body as application/json.")
-    raw = request.get_data(cache=True)  # raises 413 when the body is too large
-    try:
-        data = json.loads(raw)
-        # Lone surrogates ("\ud800") are legal JSON escapes but not text: refuse them
-        # here, once, instead of letting password.encode() crash later.
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except (ValueError, UnicodeError, RecursionError):
-        raise ApiError(400, "malformed_json",
-                       "The body is not valid JSON text (or is nested too deep).") from None
-    return data
+    return parse_json(request.get_data(cache=True))  # 413 when the body is too large
 
 
 def json_body(**fields: type | tuple[type, ...]) -> dict[str, Any]:
