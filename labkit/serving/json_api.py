@@ -32,7 +32,7 @@ import json
 from typing import Any
 
 from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 __all__ = ["READ_TIMEOUT", "ApiError", "install_json_errors", "json_body", "parse_json",
            "read_json"]
@@ -96,6 +96,10 @@ def install_json_errors(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _as_json(exc: HTTPException):  # noqa: ANN202 (Flask handler)
+        if isinstance(exc, ClientDisconnected) and isinstance(exc.__context__, TimeoutError):
+            # werkzeug reports a body read that timed out as a disconnect (400); it
+            # is the client that was too slow: 408.
+            return _timed_out(exc.__context__)
         reason = getattr(exc, "reason", None) or _WERKZEUG_REASONS.get(
             exc.code or 400, "http_error")
         response = jsonify(error=reason, message=exc.description)
