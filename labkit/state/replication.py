@@ -436,7 +436,13 @@ class Replication:
             body = request.get_json(silent=True)
             if not isinstance(body, dict):
                 raise ApiError(422, "wrong_shape", "A peer message is a JSON object.")
-            reply = replica().on_message(kind, sid, body, request.headers.get("X-Peer-From", ""))
+            try:
+                reply = replica().on_message(kind, sid, body,
+                                             request.headers.get("X-Peer-From", ""))
+            except (KeyError, TypeError, ValueError):
+                # a message without the fields its kind needs (a "version", a "data")
+                raise ApiError(422, "bad_peer_message", f"A {kind!r} message without"
+                               " the fields it needs.") from None
             return jsonify(reply=reply)
 
         return app
