@@ -69,6 +69,7 @@ def social_token_app():
 JSON = {"Content-Type": "application/json"}
 BAD_BODIES = {
     "nested 6,000 deep": (DEEP, 400, "malformed_json"),
+    "nested 500 deep": (b'{"a":' * 500 + b"1" + b"}" * 500, 400, "too_deep"),
     "lone surrogate password": (b'{"username": "alice", "password": "\\ud800"}', 400,
                                 "malformed_json"),
     "a list, not an object": (b'[{"username": "alice", "password": "x"}]', 422,

@@ -60,7 +60,8 @@ def bodies(draw) -> bytes:
         obj = draw(st.dictionaries(st.sampled_from(FIELDS), json_value, max_size=4))
         return json.dumps(obj).encode()  # ensure_ascii: "\ud800" travels as an escape
     if kind == "deep":
-        depth = draw(st.integers(min_value=500, max_value=6_000))
+        depth = draw(st.one_of(st.integers(min_value=60, max_value=999),
+                                 st.integers(min_value=1_000, max_value=6_000)))
         opener = draw(st.sampled_from([b"[", b'{"a":']))
         closer = b"]" if opener == b"[" else b"}"
         return opener * depth + closer * depth

@@ -239,6 +239,9 @@ class LoginThrottle:
 
     def _keys(self, user: str, client: str) -> list[tuple[str, int]]:
         assert self.failures is not None
+        # Keyed by a hash of the name: a client-chosen string never becomes a key as is
+        # (a 16 KiB "user name" would cost 16 KiB of memory per failure).
+        user = hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         return [(f"user:{user}", self.failures),
                 (f"addr:{client}", self.failures * ADDRESS_FACTOR)]
 
@@ -267,9 +270,12 @@ class LoginThrottle:
             for key, _ in self._keys(user, client):
                 self._recent(key, now).append(now)
 
-    def succeeded(self, user: str) -> None:
+    def succeeded(self, user: str, client: str) -> None:
+        if self.failures is None:
+            return
+        account, _ = self._keys(user, client)[0]
         with self._lock:
-            self._seen.pop(f"user:{user}", None)
+            self._seen.pop(account, None)
 
     def _recent(self, key: str, now: float) -> deque[float]:
         times = self._seen.setdefault(key, deque())
@@ -477,7 +483,7 @@ def create_app(
         except ApiError:
             throttle.failed(user, client())
             raise
-        throttle.succeeded(user)
+        throttle.succeeded(user, client())
         visit = g.visit
         data = sessions.login_data(user, request.user_agent.string)
         if visit.sid is not None and not defenses.rotate_on_login:

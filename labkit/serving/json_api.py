@@ -11,6 +11,7 @@ What a hostile client can send, and what it gets (security.md (c) and (e)):
 =====================================  ============================================
 JSON nested 100,000 deep               400 ``malformed_json`` (the parser's
                                        ``RecursionError`` is caught, not a 500)
+JSON nested 65 to 999 deep             400 ``too_deep`` (see :data:`MAX_DEPTH`)
 a string with a lone surrogate         400 ``malformed_json`` (``"\\ud800"`` is valid
 (``"\\ud800"``)                          JSON but no UTF-8 text; ``.encode()`` would fail)
 a list where an object is expected     422 ``wrong_shape``
@@ -34,7 +35,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-__all__ = ["READ_TIMEOUT", "ApiError", "install_json_errors", "json_body", "parse_json",
+__all__ = ["MAX_DEPTH", "READ_TIMEOUT", "ApiError", "install_json_errors", "json_body", "parse_json",
            "read_json"]
 
 #: Seconds a server waits for the next bytes of a request body. A client that
@@ -42,6 +43,12 @@ __all__ = ["READ_TIMEOUT", "ApiError", "install_json_errors", "json_body", "pars
 #: and the worker it held is free again. Override per app with
 #: ``app.config["LABKIT_READ_TIMEOUT"]``.
 READ_TIMEOUT = 5.0
+
+#: Deepest JSON nesting a body may have. The parser itself stops near 1,000 levels
+#: (RecursionError), but code that walks the data (``copy.deepcopy``, ``jsonify``)
+#: recurses several frames per level and would crash far earlier; no real request
+#: needs more than a few levels.
+MAX_DEPTH = 64
 
 
 class ApiError(HTTPException):
@@ -145,7 +152,21 @@ def parse_json(raw: bytes | str) -> Any:
     except (ValueError, UnicodeError, RecursionError):
         raise ApiError(400, "malformed_json",
                        "The body is not valid JSON text (or is nested too deep).") from None
+    if _depth(data) > MAX_DEPTH:
+        raise ApiError(400, "too_deep", f"JSON nested deeper than {MAX_DEPTH} levels.")
     return data
+
+
+def _depth(data: Any) -> int:
+    """How deeply lists and objects nest in ``data`` (no recursion: it may be deep)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, (list, dict)):
+            deepest = max(deepest, level)
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def read_json() -> Any:
