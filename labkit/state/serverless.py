@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import collections
 import copy
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -337,16 +336,15 @@ class FunctionRuntime:
                 raise ApiError(422, "wrong_shape", "The event must be a JSON object.")
             try:
                 done = self.invoke(function, event)
-                body = json.dumps({"result": done.result, "cold": done.cold,
-                                   "container": done.container})
+                return jsonify(result=done.result, cold=done.cold, container=done.container)
             except UnknownFunctionError:
                 raise ApiError(404, "unknown_function",
                                "No such function is deployed here.") from None
-            except Exception as exc:  # the handler's bug: recorded, never a crash
+            except Exception as exc:  # the handler's bug (or a result that is not
+                # JSON): recorded for the operator, never a crash, never shown
                 self.failures.append(f"{function}: {type(exc).__name__}: {exc}")
                 # 502 as Lambda behind an API gateway: the function failed, not the request
                 raise ApiError(502, "handler_error", "The function failed; its"
                                " operator can read runtime.failures.") from None
-            return app.response_class(body, mimetype="application/json")
 
         return app
