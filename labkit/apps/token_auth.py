@@ -59,6 +59,8 @@ class TokenMode:
         self.rules = rules
 
     def __getattr__(self, attribute: str) -> Any:
+        if attribute == "rules":  # not set yet (a copy being built): no recursion
+            raise AttributeError(attribute)
         return getattr(self.rules, attribute)
 
     def __repr__(self) -> str:
