@@ -50,6 +50,7 @@ doctor: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/harness.py
+	$(BIN)/python benchmarks/engine.py
 
 # Re-execute every chapter and solution in place, storing fresh outputs.
 outputs: $(STAMP)

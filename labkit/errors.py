@@ -47,6 +47,25 @@ class StoreError(LabkitError):
     """The session store (Redis) could not be started or reached."""
 
 
+class StorePortInUseError(StoreError):
+    """Redis could not listen: another program holds the port it was given."""
+
+
+class BadOptionError(LabkitError, ValueError):
+    """An option outside its range (a negative timeout, an unknown protocol name)."""
+
+
+class UnknownSessionError(LabkitError, KeyError):
+    """No live session with this id: it expired, was revoked, or was never issued."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class SessionDataError(LabkitError, TypeError):
+    """Session data that a store cannot keep (not a dict, or not JSON-serialisable)."""
+
+
 class CheckError(LabkitError):
     """A graded check was called wrongly (unknown question id, missing answers)."""
 
@@ -57,6 +76,10 @@ class ReleaseError(LabkitError):
 
 class GradeError(LabkitError):
     """``labkit grade`` cannot proceed (no notebooks found, bad output path)."""
+
+
+class EngineError(LabkitError):
+    """A production part (HAProxy, gunicorn) is missing, or refused to start."""
 
 
 class AppConfigError(LabkitError, ValueError):

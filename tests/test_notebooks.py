@@ -13,7 +13,8 @@ import nbformat
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+# A chapter may come in parts (05a, 05b, ...); the two digits are its number.
+CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]*_*.ipynb"))
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 EXERCISES = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
 ALL = CHAPTERS + SOLUTIONS + EXERCISES
@@ -43,7 +44,7 @@ def test_opens_with_a_title_and_markdown_reads_as_markdown(path):
     notebook = _read(path)
     first = notebook.cells[0]
     assert first.cell_type == "markdown" and first.source.startswith("# ")
-    assert re.match(r"# \d\d ", first.source), "the title names the chapter number"
+    assert re.match(r"# \d\d[a-z]? ", first.source), "the title names the chapter number"
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "markdown":
             continue
@@ -75,13 +76,27 @@ def test_every_lesson_asserts(path):
     assert asserting >= 3
 
 
+def _exercise_of(chapter: pathlib.Path) -> str:
+    """The exercise notebook of a chapter: same two-digit number (grading reads it)."""
+    (exercise,) = (ROOT / "exercises").glob(f"{chapter.name[:2]}_*_exercises.ipynb")
+    return f"../exercises/{exercise.name}"
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=_ids(CHAPTERS))
 def test_chapter_ends_with_a_recap_linking_its_exercises(path):
     notebook = _read(path)
     tail = "\n".join(c.source for c in notebook.cells[-3:] if c.cell_type == "markdown")
     assert "recap" in tail.lower()
-    exercise = f"../exercises/{path.stem}_exercises.ipynb"
+    exercise = _exercise_of(path)
     assert exercise in tail, f"link to {exercise}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS[:-1], ids=_ids(CHAPTERS[:-1]))
+def test_chapter_ends_with_a_link_to_the_next_one(path):
+    notebook = _read(path)
+    tail = "\n".join(c.source for c in notebook.cells[-3:] if c.cell_type == "markdown")
+    following = CHAPTERS[CHAPTERS.index(path) + 1].name
+    assert f"]({following})" in tail, f"link to the next chapter, {following}"
 
 
 @pytest.mark.parametrize("path", ALL, ids=_ids(ALL))

@@ -441,6 +441,6 @@ def test_10_copies_racing_run_once_and_a_failed_request_releases_its_key(serve):
 # the oracle paragraph: the chapters say the reasons are for teaching -------------------
 def test_reason_codes_are_declared_teaching_aids():
     assert "oracle" in guarded.__doc__
-    for chapter in ("02_session_security", "05_stateless_http"):
+    for chapter in ("02_session_security", "05b_tokens"):
         with open(f"chapters/{chapter}.ipynb", encoding="utf-8") as f:
             assert "oracle" in f.read(), chapter

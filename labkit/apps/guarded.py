@@ -34,9 +34,12 @@ Reading order: :class:`Defenses` (the switches), then one small class per defenc
 (:class:`SessionCookie`, :class:`GuessCounter`, :class:`LoginThrottle`,
 :class:`SessionBook`), then :func:`create_app`, which only wires them together.
 
-**Loopback profile.** A ``Secure`` cookie is only sent over HTTPS, and the course's
-servers speak plain HTTP on 127.0.0.1, where clients (``requests`` included) silently
-drop it: the user would look logged out. With ``loopback=True`` (the default) the
+**Loopback profile.** A ``Secure`` cookie is meant for HTTPS, and the course's
+servers speak plain HTTP on 127.0.0.1. ``requests`` (like ``http.cookiejar``) stores
+such a cookie but never sends it back over plain HTTP, so the user would look logged
+out. (Browsers differ: Chrome and Firefox treat ``http://localhost`` and loopback
+addresses as secure contexts and do send it there; on other plain-HTTP origins they
+refuse to store it.) With ``loopback=True`` (the default) the
 defended app leaves ``Secure`` (and the ``__Host-`` prefix, which requires it) off and
 says so with a :class:`LoopbackProfileWarning`. ``loopback=False`` is the production
 setting.
@@ -375,7 +378,8 @@ def create_app(
         warnings.warn(
             "Loopback profile: session cookies are sent WITHOUT the Secure attribute"
             " (and without the __Host- prefix) because this server speaks plain HTTP"
-            " on 127.0.0.1, where clients drop Secure cookies. Never use it beyond"
+            " on 127.0.0.1, where requests and other non-browser clients never send a"
+            " Secure cookie back. Never use it beyond"
             " loopback: serve HTTPS and pass loopback=False.",
             LoopbackProfileWarning, stacklevel=2)
 

@@ -83,7 +83,11 @@ class TokenMode:
         return Caller(user=claims["sub"])
 
     def login(self, user: str, response: Response) -> dict:
-        return {"token": self.rules.issue(user), "token_type": "Bearer",
+        try:
+            claims = self.rules.login_claims(user)
+        except StoreUnavailable:
+            raise _unavailable("The deny-list cannot be reached; try again soon.") from None
+        return {"token": self.rules.issue(user, **claims), "token_type": "Bearer",
                 "expires_in": self.rules.ttl}
 
     def remember(self, caller: Caller) -> None:

@@ -56,6 +56,17 @@ def create_upload_server() -> Flask:
     return app
 
 
+def _waits_for_continue(req: Any) -> bool:
+    """True when the client sent ``Expect: 100-continue`` and has not been told to go.
+
+    Such a client holds its body back until the server says "100 Continue"; refusing
+    now keeps every byte of it off the wire (RFC 9110, section 10.1.1).
+    """
+    stream = req.environ.get("wsgi.input")
+    return (req.headers.get("Expect", "").lower() == "100-continue"
+            and getattr(stream, "continued", True) is False)
+
+
 def _drain(stream: Any) -> int:
     """Read and drop what the client is still sending, so it hears our answer.
 
@@ -84,7 +95,10 @@ def create_size_gateway(upstream: str, *, limit: int = DEFAULT_LIMIT,
                         timeout: float = 30.0) -> Flask:
     """A stateless gateway: ``POST /upload`` is counted, then forwarded or refused.
 
-    * a declared ``Content-Length`` over ``limit``: 413 at once, before reading;
+    * a declared ``Content-Length`` over ``limit``: 413 without forwarding a byte. A
+      client that sent ``Expect: 100-continue`` is refused before it sends its body;
+      any other client is already sending, so the gateway reads and drops the body
+      (so that the client hears the 413 instead of a reset connection);
     * otherwise (no length, chunked, or a length that may lie) it *counts* the body
       as it reads, and stops with 413 as soon as it passes ``limit``;
     * an upload within the limit goes to ``upstream + "/upload"``, and the main
@@ -102,7 +116,8 @@ def create_size_gateway(upstream: str, *, limit: int = DEFAULT_LIMIT,
     def upload():
         declared = request.content_length      # None when missing (e.g. chunked)
         if declared is not None and declared > limit:
-            _drain(request.stream)
+            if not _waits_for_continue(request):
+                _drain(request.stream)         # it is sending anyway: let it finish
             return _too_large(limit, declared)
         body = bytearray()
         while True:                             # count while reading, never past limit + 1

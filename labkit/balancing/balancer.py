@@ -64,6 +64,7 @@ class Balancer:
         self.backends = [Backend(s.name) for s in servers]
         self.pins: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.rejected = 0  # requests the balancer answered itself (no server)
+        self.retries = 0   # requests sent again to another server after a failure
         self.policy_error: str | None = None
         self._lock = threading.Lock()
         self._clients: set[socket.socket] = set()
@@ -186,6 +187,8 @@ class Balancer:
             except _Unreachable:
                 backend.errors += 1
                 if method in IDEMPOTENT and len(tried) == 1:
+                    with self._lock:
+                        self.retries += 1
                     continue  # one retry, on another server
                 self.rejected += 1
                 conn.sendall(_http.json_response(

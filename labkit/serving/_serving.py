@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import http.client
 import json
 import os
@@ -24,8 +23,9 @@ from typing import Any
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-from ._middleware import INTERNAL_PREFIX, KitMiddleware
+from .. import _lifecycle
 from ..errors import AppFactoryError, BadAppError, PortInUseError
+from ._middleware import INTERNAL_PREFIX, KitMiddleware
 
 HOST = "127.0.0.1"
 POLL_INTERVAL = 0.05  # how often serve_forever looks for a shutdown request
@@ -45,11 +45,68 @@ class QuietHandler(WSGIRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
+    # werkzeug answers "Expect: 100-continue" with "100 Continue" before the app runs,
+    # which invites the client to send a body the app may refuse. Like nginx, the kit
+    # sends it only when the app starts reading the body, so an app can answer 413
+    # (say) from the headers alone and the body never leaves the client.
+    def handle_expect_100(self) -> bool:
+        return True  # http.server would answer at once; ContinueOnRead answers later
+
+    def run_wsgi(self) -> None:
+        expects = self.headers.get("Expect", "").lower().strip(" \t") == "100-continue"
+        if expects:
+            del self.headers["Expect"]  # werkzeug must not answer it early
+        # An HTTP/1.0 client gets no 100 at all: it must be ignored (RFC 9110 10.1.1).
+        self._continue_pending = expects and self.request_version >= "HTTP/1.1"
+        super().run_wsgi()
+
+    def make_environ(self) -> dict:
+        environ = super().make_environ()
+        if getattr(self, "_continue_pending", False):
+            environ["HTTP_EXPECT"] = "100-continue"  # the app still sees the header
+            environ["wsgi.input"] = ContinueOnRead(environ["wsgi.input"], self.wfile)
+        return environ
+
     def log(self, type: str, message: str, *args: Any) -> None:
         pass
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
+
+
+class ContinueOnRead:
+    """A request body that sends "100 Continue" the first time the app reads it.
+
+    ``continued`` tells whether the client was invited to send its body; an app that
+    refuses a request before reading leaves it False, and the client sends nothing.
+    """
+
+    def __init__(self, stream: Any, wfile: Any) -> None:
+        self._stream = stream
+        self._wfile = wfile
+        self.continued = False
+
+    def _continue(self) -> None:
+        if not self.continued:
+            self.continued = True
+            self._wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._wfile.flush()
+
+    def read(self, *args: Any) -> bytes:
+        self._continue()
+        return self._stream.read(*args)
+
+    def readline(self, *args: Any) -> bytes:
+        self._continue()
+        return self._stream.readline(*args)
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._continue()
+        return self._stream.readinto(buffer)
+
+    def __iter__(self) -> Any:
+        self._continue()
+        return iter(self._stream)
 
 
 class KillableServer(ThreadedWSGIServer):
@@ -207,11 +264,7 @@ def _die_with_parent(parent: int, forked_by_main_thread: bool) -> None:
     thread that notices the parent is gone covers every case.
     """
     if forked_by_main_thread:
-        try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-        except OSError:
-            pass
+        _lifecycle.arm_parent_death(parent)
 
     def watch() -> None:
         while os.getppid() == parent:

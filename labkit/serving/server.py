@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import socket
 import threading
 import time
@@ -42,6 +43,16 @@ from ._serving import (
 from ..errors import AppFactoryError, PortInUseError, ServerStartError, ServerStateError
 
 READY_TIMEOUT = 10.0  # seconds a server gets to answer its first request
+ISOLATIONS = ("thread", "process", "gunicorn")
+
+
+def _require_gunicorn() -> None:
+    try:
+        import gunicorn  # noqa: F401
+    except ImportError:
+        raise ServerStartError(
+            "isolation='gunicorn' needs the gunicorn package: run `pip install"
+            " gunicorn` in the course environment (make setup installs it).") from None
 
 
 # -- the public object -----------------------------------------------------------------
@@ -58,11 +69,15 @@ class Server:
                  workers: int | None = None, service_time: float = 0.0,
                  ready_timeout: float = READY_TIMEOUT, registry_key: str | None = None):
         check_target(target)
-        if isolation not in ("thread", "process"):
+        if isolation not in ISOLATIONS:
             raise ServerStartError(
-                f"isolation must be 'thread' or 'process', not {isolation!r}.")
-        if isolation == "process" and not hasattr(os, "fork"):
-            raise ServerStartError("isolation='process' needs Linux (fork); use 'thread'.")
+                f"isolation must be 'thread', 'process' or 'gunicorn', not {isolation!r}.")
+        if isolation != "thread" and not hasattr(os, "fork"):
+            raise ServerStartError(
+                f"isolation={isolation!r} needs fork (Linux, or WSL on Windows); use"
+                " 'thread'.")
+        if isolation == "gunicorn":
+            _require_gunicorn()
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise ServerStartError(f"workers must be a whole number >= 1, not {workers!r}.")
         if service_time < 0:
@@ -144,7 +159,7 @@ class Server:
                 if self.isolation == "thread":
                     self._start_thread(sock)
                 else:
-                    self._start_process(sock)
+                    self._start_process(sock)  # a forked child, or gunicorn's group
             except BaseException:
                 sock.close()  # harmless if already handed over and closed
                 self._stop(graceful=False)
@@ -206,8 +221,12 @@ class Server:
     def _start_process(self, sock: socket.socket) -> None:
         ctx = multiprocessing.get_context("fork")
         parent_end, child_end = ctx.Pipe(duplex=False)
+        if self.isolation == "gunicorn":
+            from ._gunicorn import gunicorn_main as main
+        else:
+            main = child_main
         self._process = ctx.Process(
-            target=child_main,
+            target=main,
             args=(sock, self._target, self.name, self.workers, self.service_time,
                   child_end, os.getpid(),
                   threading.current_thread() is threading.main_thread()),
@@ -294,12 +313,15 @@ class Server:
         self._wsgi = None  # the app and everything it remembered goes with it
         if self._process is not None:
             process, self._process = self._process, None
+            group = self.isolation == "gunicorn"  # master and worker: one process group
             if process.is_alive():
                 if graceful:
                     process.terminate()
-                    process.join(5.0)
+                    process.join(5.0 + (5.0 if group else 0.0))
                 if process.is_alive():
                     process.kill()
+            if group:
+                _kill_group(process.pid)  # the worker too, even if the master is gone
             process.join(5.0)
             process.close()
 
@@ -308,6 +330,21 @@ class Server:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL every process of group ``pgid`` and wait until none is left."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)  # signal 0: does any member still exist?
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)
 
 
 def serve(app_or_factory: Any, *, name: str | None = None, isolation: str = "thread",
@@ -320,8 +357,10 @@ def serve(app_or_factory: Any, *, name: str | None = None, isolation: str = "thr
             a factory, every start and revive builds a fresh app (empty memory).
         name: the server's name (shown in reprs and ``X-Served-By``). Serving again
             under a name that is already live replaces that server.
-        isolation: ``"thread"`` (default) or ``"process"`` (a forked child, so that
-            ``kill()`` is a real SIGKILL and servers use more than one core).
+        isolation: ``"thread"`` (default), ``"process"`` (a forked child, so that
+            ``kill()`` is a real SIGKILL and servers use more than one core) or
+            ``"gunicorn"`` (the app under gunicorn, a real pre-fork server, in its own
+            process group; ``kill()`` is SIGKILL of the group).
         workers: at most this many requests are worked on at once (capacity model).
         service_time: seconds of work each request takes (capacity model).
 

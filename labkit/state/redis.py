@@ -17,8 +17,12 @@ Persistence is chosen on purpose, so that the lesson about crashes is exact:
   only when you ask (``snapshot()``) or on a graceful ``shutdown()``. Automatic
   snapshots fire on timers, which would make "what does a crash lose?" depend on luck.
 * ``--appendonly no`` by default: a ``kill()`` (SIGKILL, a crash) loses every write
-  since the last snapshot. Pass ``appendonly=True`` to log every write to disk first
-  (``appendfsync always``), the production answer that makes a crash lose nothing.
+  since the last snapshot. Pass ``appendonly=True`` to log every write to the
+  append-only file before answering. With ``appendfsync="always"`` (the default here)
+  each write is also flushed to the disk (fsync) first, so nothing is lost even if the
+  machine dies; with ``"everysec"`` (Redis's own default) the write is handed to the
+  OS at once but flushed once a second, so a killed *process* loses at most the last
+  write or so (the OS still has the rest), and a power loss up to about a second.
 
 Sessions are kept by :class:`RedisSessionStore`, which has the same small interface as
 the in-memory ``MemorySessionStore`` of :mod:`labkit.state.sessions`, so an app can swap one
@@ -27,8 +31,6 @@ for the other.
 
 from __future__ import annotations
 
-import atexit
-import ctypes
 import json
 import os
 import re
@@ -43,20 +45,20 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from ..errors import ServerStateError, StoreError
+from .. import _lifecycle
+from ..errors import (
+    BadOptionError,
+    ServerStateError,
+    SessionDataError,
+    StoreError,
+    StorePortInUseError,
+    UnknownSessionError,
+)
 from .sessions import new_session_id
 
 __all__ = ["RedisServer", "RedisSessionStore", "StoreUnavailable", "find_redis_server"]
 
 _READY_TIMEOUT = 10.0  # seconds; Redis starts in about 0.1 s, a loaded laptop needs more
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-try:  # Resolve prctl in the parent: loading a library after fork() is not safe.
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # not Linux: no parent-death signal, atexit only
-    _prctl = None
-
-
 class StoreUnavailable(StoreError):
     """The session store cannot be reached right now (it is down or restarting).
 
@@ -102,36 +104,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent_if(armed: bool, parent: int):
-    """Build the preexec_fn that makes the kernel kill Redis when we die.
-
-    PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the
-    process, so it is armed only when the main thread starts Redis (a notebook cell
-    does). Otherwise the atexit hook is what cleans up.
-    """
-
-    def preexec() -> None:
-        if armed and _prctl is not None:
-            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != parent:  # the parent died before prctl ran
-                os._exit(1)
-
-    return preexec
-
-
 # --------------------------------------------------------------------------- server
-_by_name: dict[str, RedisServer] = {}  # open stores; atexit closes what is left
-_registry_lock = threading.Lock()
-
-
 class RedisServer:
     """Start a real Redis server on 127.0.0.1 and own its process.
 
     Args:
         name: a label shown in the repr; starting another store with the same name
             closes the old one, so re-running a notebook cell never piles them up.
-        appendonly: log every write to disk before answering (a crash loses nothing);
-            off by default so that the cost of a crash can be seen.
+        appendonly: log every write to the append-only file before answering; off
+            by default so that the cost of a crash can be seen.
+        appendfsync: when the log is flushed to the disk: ``"always"`` (before each
+            answer), ``"everysec"`` or ``"no"`` (let the OS decide).
         binary: the redis-server to run (default: :func:`find_redis_server`).
         ready_timeout: seconds to wait for the first PING to succeed.
 
@@ -144,11 +127,16 @@ class RedisServer:
         *,
         name: str = "store",
         appendonly: bool = False,
+        appendfsync: str = "always",
         binary: str | None = None,
         ready_timeout: float = _READY_TIMEOUT,
     ) -> None:
         self.name = name
+        if appendfsync not in ("always", "everysec", "no"):
+            raise BadOptionError(f"appendfsync must be 'always', 'everysec' or 'no', not"
+                                 f" {appendfsync!r}: choose when the log reaches the disk.")
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.ready_timeout = ready_timeout
         self._binary = binary or find_redis_server()
         self._dir = Path(tempfile.mkdtemp(prefix=f"labkit-redis-{name}-"))
@@ -157,11 +145,8 @@ class RedisServer:
         self._clients: weakref.WeakSet = weakref.WeakSet()
         self.state = "down"
         self.port = 0
-        with _registry_lock:  # a re-run cell replaces its earlier store
-            old = _by_name.get(name)
-            _by_name[name] = self
-        if old is not None:
-            old.close()
+        self._key = f"redis:{name}"
+        _lifecycle.claim(self._key, self)  # a re-run cell replaces its earlier store
         try:
             self._start(first=True)
         except BaseException:
@@ -178,10 +163,13 @@ class RedisServer:
                 self._wait_ready()
                 self.state = "up"
                 return
-            except StoreError as err:
+            except StorePortInUseError:
                 self._reap()
-                if not (first and "in use" in str(err)):
+                if not first:
                     raise
+            except StoreError:
+                self._reap()
+                raise
         raise StoreError("Redis could not find a free port after 3 tries; try again.")
 
     def _spawn(self) -> None:
@@ -194,18 +182,17 @@ class RedisServer:
             "--dbfilename", "dump.rdb",
             "--save", "",  # no timed snapshots: only snapshot() and shutdown() save
             "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always",  # used only when appendonly is on
+            "--appendfsync", self.appendfsync,  # used only when appendonly is on
             "--daemonize", "no",  # we must own the process to kill and reap it
             "--logfile", str(self._dir / "redis.log"),
         ]
-        armed = threading.current_thread() is threading.main_thread()
         try:
             self._proc = subprocess.Popen(
                 args,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent_if(armed, os.getpid()),
+                preexec_fn=_lifecycle.die_with_parent(),  # no orphan if the kernel dies
             )
         except OSError as err:
             raise StoreError(
@@ -223,7 +210,7 @@ class RedisServer:
         try:
             while time.monotonic() < deadline:
                 if self._proc.poll() is not None:
-                    raise StoreError(self._exit_message())
+                    raise self._exit_error()
                 try:
                     if probe.ping():
                         return
@@ -236,14 +223,15 @@ class RedisServer:
             "may be overloaded: try again, or pass a larger ready_timeout."
         )
 
-    def _exit_message(self) -> str:
+    def _exit_error(self) -> StoreError:
         log = self._dir / "redis.log"
         tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
         text = " | ".join(tail)
         if "Address already in use" in text:
-            return (f"Redis could not listen: the port is in use by another program. "
-                    f"Close that program or start a new RedisServer. ({text})")
-        return f"Redis exited at start. Its log says: {text or '(nothing)'}"
+            return StorePortInUseError(
+                "Redis could not listen: the port is in use by another program. Close"
+                f" that program or start a new RedisServer. ({text})")
+        return StoreError(f"Redis exited at start. Its log says: {text or '(nothing)'}")
 
     def _reap(self) -> None:
         proc, self._proc = self._proc, None
@@ -309,9 +297,7 @@ class RedisServer:
                     client.close()
                 shutil.rmtree(self._dir, ignore_errors=True)
                 self.state = "closed"
-        with _registry_lock:
-            if _by_name.get(self.name) is self:
-                del _by_name[self.name]
+        _lifecycle.release(self._key, self)
 
     # ---------------------------------------------------------------- use
     @property
@@ -369,13 +355,6 @@ class RedisServer:
         return f"<RedisServer {self.name} {state}>"
 
 
-@atexit.register
-def _close_all() -> None:
-    """Close every store a failed cell or test left open."""
-    for server in list(_by_name.values()):
-        server.close()
-
-
 # --------------------------------------------------------------------------- sessions
 class RedisSessionStore:
     """Keep sessions in Redis, each as one JSON string under ``prefix + id``.
@@ -402,7 +381,7 @@ class RedisSessionStore:
         if isinstance(client_or_server, RedisServer):
             client_or_server = client_or_server.client()
         if idle_timeout <= 0:
-            raise ValueError("idle_timeout must be a positive number of seconds")
+            raise BadOptionError("idle_timeout must be a positive number of seconds")
         self.client = client_or_server
         self.idle_timeout = idle_timeout
         self.prefix = prefix
@@ -451,7 +430,7 @@ class RedisSessionStore:
         written = self._call(self.client.set, self._key(sid), _encode(data),
                              px=self._ttl_ms, xx=True)
         if not written:
-            raise KeyError("no live session with this id (expired, revoked or never "
+            raise UnknownSessionError("no live session with this id (expired, revoked or never "
                            "issued); start one with new()")
 
     def delete(self, sid: str) -> bool:
@@ -503,5 +482,5 @@ class RedisSessionStore:
 def _encode(data: dict) -> str:
     """Session data as compact JSON: what Redis stores (and what a learner can read)."""
     if not isinstance(data, dict):
-        raise TypeError(f"session data must be a dict, not {type(data).__name__}")
+        raise SessionDataError(f"session data must be a dict, not {type(data).__name__}")
     return json.dumps(data, separators=(",", ":"))

@@ -53,15 +53,11 @@ from urllib.parse import quote
 import requests
 from flask import Flask, g, has_request_context, jsonify, request
 
-from ..errors import LabkitError
+from ..errors import BadOptionError, LabkitError
 from ..serving.json_api import ApiError, install_json_errors, json_body
 from .sessions import is_session_id, new_session_id
 
 __all__ = ["Copy", "Message", "Replica", "Replication", "WriteInvalidate", "WriteUpdate"]
-
-class UnknownProtocolError(LabkitError, ValueError):
-    """A coherence protocol the kit does not know."""
-
 
 PEER_TIMEOUT = 2.0  # seconds a peer may take to answer one message
 MAX_TEXT = 4096    # characters in a user name or a cart item
@@ -240,13 +236,13 @@ class Replication:
     def __init__(self, protocol: str | type[Replica] = "update") -> None:
         if isinstance(protocol, str):
             if protocol not in PROTOCOLS:
-                raise UnknownProtocolError(f"protocol must be one of {sorted(PROTOCOLS)} or a "
+                raise BadOptionError(f"protocol must be one of {sorted(PROTOCOLS)} or a "
                                  f"Replica subclass, not {protocol!r}")
             self.protocol, self.replica_class = protocol, PROTOCOLS[protocol]
         elif isinstance(protocol, type) and issubclass(protocol, Replica):
             self.protocol, self.replica_class = protocol.__name__, protocol
         else:
-            raise UnknownProtocolError(f"protocol must be 'update', 'invalidate' or a Replica "
+            raise BadOptionError(f"protocol must be 'update', 'invalidate' or a Replica "
                              f"subclass, not {protocol!r}")
         self.key = secrets.token_hex(32)  # peers prove they are peers with it
         self.messages: list[Message] = []

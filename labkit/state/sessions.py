@@ -46,6 +46,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import BadOptionError, SessionDataError, UnknownSessionError
+
 __all__ = ["ManualClock", "MemorySessionStore", "is_session_id", "new_session_id"]
 
 
@@ -98,7 +100,7 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds`` (never backwards: clocks do not rewind)."""
         if seconds < 0:
-            raise ValueError("a clock only moves forward; pass seconds >= 0")
+            raise BadOptionError("a clock only moves forward; pass seconds >= 0")
         with self._lock:
             self._now += float(seconds)
 
@@ -160,9 +162,9 @@ class MemorySessionStore:
         for label, value in (("idle_timeout", idle_timeout),
                              ("absolute_timeout", absolute_timeout)):
             if value is not None and value <= 0:
-                raise ValueError(f"{label} must be a positive number of seconds or None")
+                raise BadOptionError(f"{label} must be a positive number of seconds or None")
         if max_sessions is not None and max_sessions < 1:
-            raise ValueError("max_sessions must be at least 1, or None for no bound")
+            raise BadOptionError("max_sessions must be at least 1, or None for no bound")
         self.idle_timeout = idle_timeout
         self.absolute_timeout = absolute_timeout
         self.max_sessions = max_sessions
@@ -205,7 +207,7 @@ class MemorySessionStore:
         with self._lock:
             entry = self._live_entry(sid)
             if entry is None:
-                raise KeyError("no live session with this id (expired, revoked or "
+                raise UnknownSessionError("no live session with this id (expired, revoked or "
                                "never issued); start one with new()")
             entry.payload = payload
             entry.last_seen = self.clock()
@@ -310,8 +312,8 @@ class MemorySessionStore:
 
 def _encode(data: dict) -> str:
     if not isinstance(data, dict):
-        raise TypeError(f"session data must be a dict, not {type(data).__name__}")
+        raise SessionDataError(f"session data must be a dict, not {type(data).__name__}")
     try:
         return json.dumps(data, separators=(",", ":"))
     except TypeError as exc:
-        raise TypeError(f"session data must be JSON-serialisable: {exc}") from None
+        raise SessionDataError(f"session data must be JSON-serialisable: {exc}") from None

@@ -22,7 +22,8 @@ reject, with ``401`` and a reason code (never a 500):
 ``wrong_issuer``            made by another issuer
 ``token_expired``           ``exp`` has passed (beyond ``leeway``)
 ``token_not_yet_valid``     ``iat`` or ``nbf`` in the future (beyond ``leeway``)
-``token_revoked``           on the deny-list, or issued before a "log out everywhere"
+``token_revoked``           on the deny-list, or older than the user's last "log out
+                            everywhere" (its ``gen`` claim is behind the user's count)
 ``invalid_token``           anything else PyJWT rejects
 ==========================  ==========================================================
 
@@ -231,7 +232,9 @@ class TokenAuth:
         deny: a deny-list (:class:`DenyList`, :class:`RedisDenyList` or your own with
             ``revoke(jti, exp)`` and ``is_revoked(jti, now)``); then ``POST /logout``
             revokes the token it carries, and ``POST /logout?everywhere=1`` every token
-            of that user issued so far (if the deny-list has ``revoke_user``).
+            of that user issued so far (if the deny-list has ``revoke_user`` and
+            ``generation``: tokens then carry the user's generation in a ``gen``
+            claim, and a token whose ``gen`` is behind the user's count is refused).
         allow_weak_key: accept an HMAC secret shorter than 32 bytes, for the cracking
             demonstration only.
     """
@@ -303,9 +306,9 @@ class TokenAuth:
         if self.deny is not None:
             if self.deny.is_revoked(claims["jti"], now):
                 raise TokenRejected("token_revoked", "This token was revoked.")
-            not_before = getattr(self.deny, "not_before", None)
-            cutoff = not_before(claims["sub"]) if not_before else None
-            if cutoff is not None and claims["iat"] <= cutoff:
+            generation = getattr(self.deny, "generation", None)
+            current = generation(claims["sub"]) if generation else None
+            if current is not None and _generation_of(claims) < current:
                 raise TokenRejected("token_revoked",
                                     "You logged out everywhere after this token was issued.")
         return claims
@@ -319,22 +322,42 @@ class TokenAuth:
         if self.deny is None:
             return  # the token stays valid until it expires: see chapter 05
         if everywhere and hasattr(self.deny, "revoke_user"):
-            now = self.clock()
-            self.deny.revoke_user(claims["sub"], now, now + self.ttl + self.leeway)
+            self.deny.revoke_user(claims["sub"])
         else:
             self.deny.revoke(claims["jti"], claims["exp"] + self.leeway)
+
+    def login_claims(self, user: str) -> dict:
+        """Extra claims for a token issued at login (may raise ``StoreUnavailable``).
+
+        The user's "log out everywhere" count goes into the token, so that a later
+        logout-everywhere refuses it, with no clock involved: a login in the same
+        second as the logout is still newer (a counter, not a time).
+        """
+        if self.deny is not None and hasattr(self.deny, "generation"):
+            return {"gen": self.deny.generation(user)}
+        return {}
+
+
+def _generation_of(claims: dict) -> int:
+    """A token's ``gen`` claim: 0 when absent (issued before any logout-everywhere)."""
+    gen = claims.get("gen", 0)
+    return gen if isinstance(gen, int) and not isinstance(gen, bool) else -1
 
 
 # ----------------------------------------------------------------- revocation lists
 class DenyList:
     """Revoked tokens, in this server's memory, until each one expires by itself.
 
-    ``revoke(jti, exp)`` denies one token; ``revoke_user(user, at, until)`` denies
-    every token of ``user`` issued at or before ``at`` (a per-user not-before time),
-    until ``until``, when all of them have expired anyway. An entry is dropped once
-    the token it names has expired, so the list holds only revoked tokens that are
-    still alive. This is state again: a cluster needs one shared list
-    (:class:`RedisDenyList`).
+    ``revoke(jti, exp)`` denies one token, until it expires by itself: an entry is
+    dropped once the token it names has expired, so the list holds only revoked
+    tokens that are still alive. ``revoke_user(user)`` denies every token of ``user``
+    issued so far by counting up the user's *generation*; tokens carry the
+    generation they were issued in (the ``gen`` claim) and an older one is refused.
+    A counter, not a time: a login in the same second as the logout is still newer,
+    and no two servers' clocks have to agree. The count is kept for good (one small
+    number per user who ever logged out everywhere): were it to expire and restart
+    at zero, old numbers would become valid again. This is state again: a cluster
+    needs one shared list (:class:`RedisDenyList`).
 
     >>> deny = DenyList()
     >>> deny.revoke("token-1", exp=100)
@@ -342,11 +365,13 @@ class DenyList:
     (True, False)
     >>> deny.is_revoked("token-1", now=100), len(deny)
     (False, 0)
+    >>> deny.generation("bob"), deny.revoke_user("bob"), deny.generation("bob")
+    (0, 1, 1)
     """
 
     def __init__(self) -> None:
         self._jtis: dict[str, float] = {}
-        self._users: dict[str, tuple[float, float]] = {}  # user -> (not before, until)
+        self._generations: dict[str, int] = {}            # user -> logouts everywhere
         self._expiry: list[tuple[float, str]] = []        # a heap of (exp, jti)
         self._lock = threading.Lock()
 
@@ -360,27 +385,26 @@ class DenyList:
             self._purge(now)
             return jti in self._jtis
 
-    def revoke_user(self, user: str, at: float, until: float) -> None:
+    def revoke_user(self, user: str) -> int:
+        """Revoke every token of ``user`` issued so far; return the new generation."""
         with self._lock:
-            self._users[user] = (at, until)
+            self._generations[user] = self._generations.get(user, 0) + 1
+            return self._generations[user]
 
-    def not_before(self, user: str) -> float | None:
-        """Tokens of ``user`` issued at or before this time are revoked (or None)."""
+    def generation(self, user: str) -> int:
+        """How many times ``user`` logged out everywhere (0: never)."""
         with self._lock:
-            at, _until = self._users.get(user, (None, None))
-            return at
+            return self._generations.get(user, 0)
 
     def _purge(self, now: float) -> None:
         while self._expiry and self._expiry[0][0] <= now:
             exp, jti = heapq.heappop(self._expiry)
             if self._jtis.get(jti) == exp:
                 del self._jtis[jti]
-        for user in [u for u, (_, until) in self._users.items() if until <= now]:
-            del self._users[user]
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._jtis) + len(self._users)
+            return len(self._jtis) + len(self._generations)
 
     def __repr__(self) -> str:
         return f"<DenyList {len(self)} entries>"
@@ -390,8 +414,9 @@ class RedisDenyList:
     """Revoked tokens in Redis, shared by every server of a cluster.
 
     Each revoked token is one key, ``deny:jti:<jti>``, that Redis deletes by itself at
-    the token's ``exp`` (``SET ... EXAT``); a per-user not-before time is
-    ``deny:user:<name>``. Every request now costs a round trip to Redis: the price of
+    the token's ``exp`` (``SET ... EXAT``); a user's generation (how many times they
+    logged out everywhere) is ``deny:user:<name>``, counted up with ``INCR``, which is
+    atomic, so two servers logging the same user out at once both count. Every request now costs a round trip to Redis: the price of
     being able to take a token back. When Redis is down the methods raise
     :class:`~labkit.state.redis.StoreUnavailable` and the app answers 503: it
     fails closed rather than accept tokens it cannot check.
@@ -419,12 +444,12 @@ class RedisDenyList:
     def is_revoked(self, jti: str, now: float) -> bool:
         return bool(self._call("exists", f"{self.prefix}jti:{jti}"))
 
-    def revoke_user(self, user: str, at: float, until: float) -> None:
-        self._call("set", f"{self.prefix}user:{user}", repr(at), exat=max(1, math.ceil(until)))
+    def revoke_user(self, user: str) -> int:
+        return int(self._call("incr", f"{self.prefix}user:{user}"))
 
-    def not_before(self, user: str) -> float | None:
+    def generation(self, user: str) -> int:
         value = self._call("get", f"{self.prefix}user:{user}")
-        return float(value) if value is not None else None
+        return int(value) if value is not None else 0
 
     def __len__(self) -> int:
         return sum(1 for _ in self._call("scan_iter", match=f"{self.prefix}*"))
