@@ -384,6 +384,10 @@ def test_10_same_key_different_body_is_422_and_replays_are_marked(shop):
     bad = requests.post(react, json={"reaction": "HAHA"},
                         headers={**alice, "Idempotency-Key": "x" * 300})
     assert (bad.status_code, bad.json()["error"]) == (400, "bad_idempotency_key")
+    # a client that sends a key with every POST can still log in (nobody to scope it to)
+    login = requests.post(s.url + "/login", json={"username": "bob", "password": "builder"},
+                          headers={"Idempotency-Key": "k-login"})
+    assert login.status_code == 200 and "Idempotent-Replayed" not in login.headers
 
 
 def test_10_copies_racing_run_once_and_a_failed_request_releases_its_key(serve):

@@ -81,15 +81,18 @@ class IdempotencyKeys:
     """The table of ``(user, key) -> answer`` and the hooks that use it.
 
     ``identify(request) -> user`` must raise an HTTP 401 for a caller it does not
-    know; ``methods`` are the methods that honour the header.
+    know; ``methods`` are the methods that honour the header; ``skip`` the paths
+    that ignore it (``/login``: nobody is logged in yet to scope a key to).
     """
 
     def __init__(self, *, identify: Callable[[Request], str],
-                 methods: tuple[str, ...] = ("POST", "PATCH"), ttl: float = 24 * 3600,
+                 methods: tuple[str, ...] = ("POST", "PATCH"),
+                 skip: tuple[str, ...] = ("/login",), ttl: float = 24 * 3600,
                  max_keys: int = 10_000, clock: Callable[[], float] = time.monotonic
                  ) -> None:
         self.identify = identify
         self.methods = methods
+        self.skip = skip
         self.ttl = ttl
         self.max_keys = max_keys
         self.clock = clock
@@ -118,7 +121,7 @@ class IdempotencyKeys:
     def _before(self) -> Response | None:
         g.idempotency_claim = None
         header = request.headers.get("Idempotency-Key")
-        if header is None or request.method not in self.methods:
+        if header is None or request.method not in self.methods or request.path in self.skip:
             return None
         match = _KEY.fullmatch(header.strip())
         if match is None:
@@ -192,7 +195,7 @@ def with_idempotency_keys(app: Flask, *, identify: Callable[[Request], str] | No
     """Make ``app`` honour ``Idempotency-Key`` on ``POST`` (see the module's rules).
 
     ``identify`` defaults to the social app's own auth mode. ``options`` go to
-    :class:`IdempotencyKeys` (``ttl``, ``max_keys``, ``clock``, ``methods``); the
+    :class:`IdempotencyKeys` (``ttl``, ``max_keys``, ``clock``, ``methods``, ``skip``); the
     table is ``app.extensions["labkit.idempotency"]``.
     """
     keys = IdempotencyKeys(identify=identify or _user_of(app), **options)  # type: ignore[arg-type]
