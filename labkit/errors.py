@@ -84,3 +84,7 @@ class EngineError(LabkitError):
 
 class CostModelError(LabkitError, ValueError):
     """An input the cost model cannot use (a negative count, zero capacity, an unknown design)."""
+
+
+class AppConfigError(LabkitError, ValueError):
+    """A course app was asked for a mode or profile it does not have."""
