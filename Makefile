@@ -51,6 +51,7 @@ doctor: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/harness.py
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/panel.py
 
 # Re-execute every chapter and solution in place, storing fresh outputs.
 outputs: $(STAMP)

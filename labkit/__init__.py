@@ -17,6 +17,7 @@ The folders show the architecture; read them in this order:
 * ``balancing/`` policies (read first), the balancer, and clusters of servers;
 * ``state/``     where a session can live: memory, Redis, replicas, tokens, functions;
 * ``observe/``   load tests, their reports, and the topology drawing;
+* ``choosing/``  the cost model of the four designs, its plots and sliders;
 * ``apps/``      the course's Flask apps (social, guarded, cookie session, uploads...);
 * ``checks/`` and ``questions/``  the graded exercises;
 * ``instructor/`` release, grade and doctor: the command line.
@@ -29,6 +30,7 @@ import sys as _sys
 from .balancing import policies
 from .balancing.cluster import Cluster
 from .checks import check, hint
+from .choosing import CostModel
 from .errors import LabkitError
 from .observe.load import Fault, LoadReport, load_test
 from .serving.server import Server, serve
@@ -40,6 +42,7 @@ from .state.sessions import ManualClock, MemorySessionStore
 
 __all__ = [
     "Cluster",
+    "CostModel",
     "Fault",
     "FunctionRuntime",
     "LabkitError",

@@ -80,3 +80,11 @@ class GradeError(LabkitError):
 
 class EngineError(LabkitError):
     """A production part (HAProxy, gunicorn) is missing, or refused to start."""
+
+
+class CostModelError(LabkitError, ValueError):
+    """An input the cost model cannot use (a negative count, zero capacity, an unknown design)."""
+
+
+class AppConfigError(LabkitError, ValueError):
+    """A course app was asked for a mode or profile it does not have."""

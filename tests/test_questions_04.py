@@ -1,69 +1,80 @@
-"""The chapter 04 checks: the reference passes, the released stub and wrong answers fail."""
+"""The chapter 04 checks: the reference passes, the released stubs fail, and every row of
+the answer table (valid alternatives, wrong answers by class) gets the right verdict."""
 
 from __future__ import annotations
 
+import ast
 import json
 import secrets
+import time
+import uuid
 
-import pytest
+from flask import jsonify
 
+from exercise_kit import (SOLUTIONS, assert_case, assert_released_stubs_fail, check_calls,
+                          reference, run, table, valid, wrong)
 from labkit.apps import social
-from exercise_kit import STUB_MESSAGE, run
-from labkit.state.redis import StoreUnavailable
+from labkit.state.redis import RedisSessionStore, StoreUnavailable
 from labkit.state.replication import Copy, Replica, WriteInvalidate, WriteUpdate
 
-STUB = NotImplementedError("Replace this line with your solution.")
+SOLUTION = SOLUTIONS / "04_keeping_sessions_alive_exercises.ipynb"
+REF = reference(SOLUTION)
+
+
+def test_reference_answers_pass():
+    for qid, names in check_calls(SOLUTION):
+        result = run(qid, *(REF[n] for n in names))
+        assert result.passed, (qid, result.message)
+
+
+def test_released_stubs_fail_with_the_stub_message():
+    assert_released_stubs_fail(SOLUTION, at_least=3)
 
 
 # ------------------------------------------------------------------ write-invalidate
-class ReferenceInvalidate(Replica):
-    """What the solution notebook writes (no quiet-write refinement)."""
+class DictOfTuples(Replica):
+    """Valid: the same protocol, written with explicit branches and a version check."""
 
     def read(self, sid):
         with self.lock:
             copy = self.copies.get(sid)
         if copy is None:
             return None
-        if copy.data is not None:
-            return copy.data
-        reply = self.send(copy.owner, "fetch", sid)
-        if reply is None:
-            return None
-        with self.lock:
-            self.copies[sid] = Copy(reply["data"], reply["version"], copy.owner)
-        return reply["data"]
+        if copy.data is None:
+            reply = self.send(copy.owner, "fetch", sid)
+            if not reply:
+                return None
+            with self.lock:
+                current = self.copies.get(sid)
+                if current is not None and current.version <= reply["version"]:
+                    self.copies[sid] = Copy(reply["data"], reply["version"], copy.owner)
+            return reply["data"]
+        return copy.data
 
     def write(self, sid, data):
         with self.lock:
-            old = self.copies.get(sid)
-            version = (old.version if old else 0) + 1
+            version = self.copies[sid].version + 1 if sid in self.copies else 1
             self.copies[sid] = Copy(data, version, self.name)
-        for peer in self.peers():
-            self.send(peer, "invalidate", sid, {"version": version})
+        notices = [(peer, version) for peer in self.peers()]
+        for peer, v in notices:
+            self.send(peer, "invalidate", sid, {"version": v})
 
     def on_message(self, kind, sid, body, sender):
-        with self.lock:
-            copy = self.copies.get(sid)
-            if kind == "invalidate":
-                self.copies[sid] = Copy(None, body["version"], sender)
-                return None
-            if kind == "fetch" and copy is not None and copy.data is not None:
-                return {"data": copy.data, "version": copy.version}
+        if kind == "invalidate":
+            with self.lock:
+                old = self.copies.get(sid)
+                if old is None or body["version"] >= old.version:
+                    self.copies[sid] = Copy(None, body["version"], sender)
+            return None
+        if kind == "fetch":
+            with self.lock:
+                copy = self.copies.get(sid)
+            return None if copy is None or copy.data is None else {
+                "data": copy.data, "version": copy.version}
         return super().on_message(kind, sid, body, sender)
 
 
-class StubInvalidate(Replica):
-    def read(self, sid):
-        raise STUB
-
-    def write(self, sid, data):
-        raise STUB
-
-    def on_message(self, kind, sid, body, sender):
-        raise STUB
-
-
-class ForgetsToInvalidate(ReferenceInvalidate):
+class ForgetsToInvalidate(WriteInvalidate):
     """Writes locally and announces new sessions only: peers keep stale copies."""
 
     def write(self, sid, data):
@@ -75,7 +86,7 @@ class ForgetsToInvalidate(ReferenceInvalidate):
                 self.send(peer, "invalidate", sid, {"version": 1})
 
 
-class RefetchesEveryTime(ReferenceInvalidate):
+class RefetchesEveryTime(REF["MyInvalidate"]):
     """Never keeps a fetched copy."""
 
     def read(self, sid):
@@ -87,54 +98,143 @@ class RefetchesEveryTime(ReferenceInvalidate):
         return reply["data"] if reply else None
 
 
-def test_write_invalidate_reference_and_kit_protocol_pass():
-    assert run("04.write_invalidate", ReferenceInvalidate).passed
-    assert run("04.write_invalidate", WriteInvalidate).passed
+class UpdatesWhenSmall(REF["MyInvalidate"]):
+    """Games a size threshold: sends the whole session when it is 'small'."""
+
+    def write(self, sid, data):
+        if len(json.dumps(data)) > 500:
+            return super().write(sid, data)
+        with self.lock:
+            old = self.copies.get(sid)
+            version = (old.version if old else 0) + 1
+            self.copies[sid] = Copy(data, version, self.name)
+        for peer in self.peers():
+            self.send(peer, "update", sid, {"data": data, "version": version})
+
+    def on_message(self, kind, sid, body, sender):
+        if kind == "update":
+            with self.lock:
+                self.copies[sid] = Copy(body["data"], body["version"], sender)
+            return None
+        return super().on_message(kind, sid, body, sender)
 
 
-def test_write_invalidate_stub_fails_with_the_stub_message():
-    result = run("04.write_invalidate", StubInvalidate)
-    assert not result.passed and result.message == STUB_MESSAGE
+class UpdateCalledFetch(REF["MyInvalidate"]):
+    """Write-update in disguise: the whole session travels in a message named 'fetch'."""
+
+    def write(self, sid, data):
+        with self.lock:
+            old = self.copies.get(sid)
+            version = (old.version if old else 0) + 1
+            self.copies[sid] = Copy(data, version, self.name)
+        for peer in self.peers():
+            self.send(peer, "fetch", sid, {"push": data, "version": version})
+
+    def on_message(self, kind, sid, body, sender):
+        if kind == "fetch" and "push" in body:
+            with self.lock:
+                self.copies[sid] = Copy(body["push"], body["version"], sender)
+            return None
+        return super().on_message(kind, sid, body, sender)
 
 
-@pytest.mark.parametrize("wrong, words", [
-    (WriteUpdate, "That is write-update"),
-    (ForgetsToInvalidate, "Stale read"),
-    (RefetchesEveryTime, "Keep the copy you fetched"),
-    (dict, "subclass of labkit.state.replication.Replica"),
-])
-def test_write_invalidate_wrong_answers_fail_with_a_reason(wrong, words):
-    result = run("04.write_invalidate", wrong)
-    assert not result.passed and words in result.message, result.message
+class HoldsLockWhileSending(REF["MyInvalidate"]):
+    """Sends its invalidations while holding self.lock: two writers wait on each other."""
+
+    def write(self, sid, data):
+        with self.lock:
+            old = self.copies.get(sid)
+            version = (old.version if old else 0) + 1
+            self.copies[sid] = Copy(data, version, self.name)
+            for peer in self.peers():
+                self.send(peer, "invalidate", sid, {"version": version})
+
+    def on_message(self, kind, sid, body, sender):
+        with self.lock:
+            copy = self.copies.get(sid)
+            if kind == "invalidate":
+                self.copies[sid] = Copy(None, body["version"], sender)
+                return None
+            if kind == "fetch" and copy is not None and copy.data is not None:
+                return {"data": copy.data, "version": copy.version}
+        return Replica.on_message(self, kind, sid, body, sender)
+
+
+class CrashesOnUnknown(REF["MyInvalidate"]):
+    """self.copies[sid]: a KeyError for a session this server never heard of."""
+
+    def read(self, sid):
+        copy = self.copies[sid]
+        if copy.data is not None:
+            return copy.data
+        return super().read(sid)
+
+
+class FetchesFromEveryone(REF["MyInvalidate"]):
+    """Asks every peer instead of the owner."""
+
+    def read(self, sid):
+        with self.lock:
+            copy = self.copies.get(sid)
+        if copy is None or copy.data is not None:
+            return None if copy is None else copy.data
+        found = None
+        for peer in self.peers():
+            reply = self.send(peer, "fetch", sid)
+            if reply and found is None:
+                found = reply
+        if found is None:
+            return None
+        with self.lock:
+            self.copies[sid] = Copy(found["data"], found["version"], copy.owner)
+        return found["data"]
+
+
+class FetchesFromFirstPeer(REF["MyInvalidate"]):
+    """Forgets who the owner is: asks the first peer in the list."""
+
+    def read(self, sid):
+        with self.lock:
+            copy = self.copies.get(sid)
+        if copy is None or copy.data is not None:
+            return None if copy is None else copy.data
+        reply = self.send(self.peers()[0], "fetch", sid)
+        if reply is None:
+            return None
+        with self.lock:
+            self.copies[sid] = Copy(reply["data"], reply["version"], copy.owner)
+        return reply["data"]
 
 
 # ------------------------------------------------------------------ redis store
-class ReferenceRedisStore:
-    def __init__(self, client, *, idle_timeout=1800, prefix="sess:"):
-        self.client, self.idle_timeout, self.prefix = client, idle_timeout, prefix
+Ref = REF["MyRedisStore"]
+
+
+class UuidStore(Ref):
+    """Valid: uuid4 ids, and a read-then-expire pipeline instead of GETEX."""
 
     def new(self, data=None):
-        sid = secrets.token_urlsafe(32)
+        sid = uuid.uuid4().hex
         self.client.set(self.prefix + sid, json.dumps(data or {}), ex=self.idle_timeout)
         return sid
 
     def get(self, sid):
-        raw = self.client.getex(self.prefix + sid, ex=self.idle_timeout)
+        pipe = self.client.pipeline()
+        pipe.get(self.prefix + sid)
+        pipe.expire(self.prefix + sid, self.idle_timeout)
+        raw, _ = pipe.execute()
         return None if raw is None else json.loads(raw)
 
     def save(self, sid, data):
-        self.client.set(self.prefix + sid, json.dumps(data), ex=self.idle_timeout)
+        if not self.client.set(self.prefix + sid, json.dumps(data), ex=self.idle_timeout,
+                               xx=True):
+            raise KeyError(sid)
 
     def delete(self, sid):
-        return self.client.delete(self.prefix + sid) == 1
+        return bool(self.client.delete(self.prefix + sid))
 
 
-class StubRedisStore(ReferenceRedisStore):
-    def new(self, data=None):
-        raise STUB
-
-
-class DictStore(ReferenceRedisStore):
+class DictStore(Ref):
     """Keeps sessions in the Python object: each app server would have its own."""
 
     def __init__(self, client, *, idle_timeout=1800, prefix="sess:"):
@@ -144,47 +244,115 @@ class DictStore(ReferenceRedisStore):
     def new(self, data=None):
         sid = secrets.token_urlsafe(32)
         self.data[sid] = data or {}
+        self.client.set(self.prefix + sid, json.dumps(data or {}), ex=self.idle_timeout)
         return sid
 
     def get(self, sid):
         return self.data.get(sid)
 
 
-class NoExpiryStore(ReferenceRedisStore):
+class CachingStore(Ref):
+    """Reads Redis once, then answers from a cache in the object."""
+
+    def __init__(self, client, **options):
+        super().__init__(client, **options)
+        self.cache = {}
+
+    def get(self, sid):
+        if sid not in self.cache:
+            self.cache[sid] = super().get(sid)
+        return self.cache[sid]
+
+
+class NoExpiryStore(Ref):
     def new(self, data=None):
         sid = secrets.token_urlsafe(32)
         self.client.set(self.prefix + sid, json.dumps(data or {}))
         return sid
 
 
-def test_redis_store_reference_passes():
-    result = run("04.redis_store", ReferenceRedisStore)
-    assert result.passed, result.message
+class DefaultTimeoutStore(Ref):
+    """Uses the default 1800 s, whatever idle_timeout the store was given."""
+
+    def new(self, data=None):
+        sid = secrets.token_urlsafe(32)
+        self.client.set(self.prefix + sid, json.dumps(data or {}), ex=1800)
+        return sid
 
 
-def test_redis_store_stub_fails_with_the_stub_message():
-    result = run("04.redis_store", StubRedisStore)
-    assert not result.passed and result.message == STUB_MESSAGE
+class NoRefreshStore(Ref):
+    def get(self, sid):
+        raw = self.client.get(self.prefix + sid)
+        return None if raw is None else json.loads(raw)
 
 
-@pytest.mark.parametrize("wrong, words", [
-    (DictStore, "lives in your Python object"),
-    (NoExpiryStore, "is still there"),
-])
-def test_redis_store_wrong_answers_fail_with_a_reason(wrong, words):
-    result = run("04.redis_store", wrong)
-    assert not result.passed and words in result.message, result.message
+class AdoptingStore(Ref):
+    def save(self, sid, data):
+        self.client.set(self.prefix + sid, json.dumps(data), ex=self.idle_timeout)
+
+
+class CounterIdStore(Ref):
+    """Ids from the clock: long enough, unique, and guessable."""
+
+    def new(self, data=None):
+        sid = f"{time.time_ns():024d}"
+        self.client.set(self.prefix + sid, json.dumps(data or {}), ex=self.idle_timeout)
+        return sid
+
+
+class UserInIdStore(Ref):
+    def new(self, data=None):
+        sid = f"{(data or {}).get('user', 'anon')}-{secrets.token_urlsafe(24)}"
+        self.client.set(self.prefix + sid, json.dumps(data or {}), ex=self.idle_timeout)
+        return sid
+
+
+class ShortIdStore(Ref):
+    def new(self, data=None):
+        sid = secrets.token_hex(6)
+        self.client.set(self.prefix + sid, json.dumps(data or {}), ex=self.idle_timeout)
+        return sid
+
+
+class ReprStore(Ref):
+    """Stores str(data) and reads it back with literal_eval: not JSON."""
+
+    def new(self, data=None):
+        sid = secrets.token_urlsafe(32)
+        self.client.set(self.prefix + sid, str(data or {}), ex=self.idle_timeout)
+        return sid
+
+    def get(self, sid):
+        raw = self.client.getex(self.prefix + sid, ex=self.idle_timeout)
+        return None if raw is None else ast.literal_eval(raw)
+
+    def save(self, sid, data):
+        self.client.set(self.prefix + sid, str(data), ex=self.idle_timeout, xx=True)
+
+
+class FixedPrefixStore(Ref):
+    def __init__(self, client, *, idle_timeout=1800, prefix="sess:"):
+        super().__init__(client, idle_timeout=idle_timeout, prefix="sess:")
+
+
+class IntDeleteStore(Ref):
+    def delete(self, sid):
+        return self.client.delete(self.prefix + sid)
 
 
 # ------------------------------------------------------------------ store down
-def reference_make_app(sessions):
+def decorator_make_app(sessions):
+    """Valid: the errorhandler decorator, jsonify, extra keys and a Retry-After header."""
     app = social.create_app(store=sessions, kdf_iterations=1_000)
-    app.register_error_handler(StoreUnavailable, lambda e: ({"error": e.reason}, 503))
+
+    @app.errorhandler(StoreUnavailable)
+    def store_is_down(exc):
+        response = jsonify(error=exc.reason, message=str(exc), retry=True)
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
+        return response
+
     return app
-
-
-def stub_make_app(sessions):
-    raise STUB
 
 
 def no_handler_make_app(sessions):
@@ -197,20 +365,120 @@ def vague_make_app(sessions):
     return app
 
 
-def test_store_down_reference_passes():
-    result = run("04.store_down", reference_make_app)
-    assert result.passed, result.message
+def string_json_make_app(sessions):
+    app = social.create_app(store=sessions, kdf_iterations=1_000)
+    app.register_error_handler(StoreUnavailable,
+                               lambda e: ('{"error": "store_unavailable"}', 503))
+    return app
 
 
-def test_store_down_stub_fails_with_the_stub_message():
-    result = run("04.store_down", stub_make_app)
-    assert not result.passed and result.message == STUB_MESSAGE
+def catch_all_make_app(sessions):
+    """Every exception becomes a 503: a 404 or a bad password too."""
+    app = social.create_app(store=sessions, kdf_iterations=1_000)
+    app.register_error_handler(Exception, lambda e: ({"error": "store_unavailable"}, 503))
+    return app
 
 
-@pytest.mark.parametrize("wrong, words", [
-    (no_handler_make_app, "should answer 503"),
-    (vague_make_app, "should say why"),
-])
-def test_store_down_wrong_answers_fail_with_a_reason(wrong, words):
-    result = run("04.store_down", wrong)
-    assert not result.passed and words in result.message, result.message
+def sticky_down_make_app(sessions):
+    """Remembers the outage for ever: never recovers without a restart."""
+    app = social.create_app(store=sessions, kdf_iterations=1_000)
+    down = {"since": None}
+
+    @app.before_request
+    def still_down():
+        if down["since"] is not None:
+            return {"error": "store_unavailable"}, 503
+
+    def handler(exc):
+        down["since"] = time.monotonic()
+        return {"error": exc.reason}, 503
+
+    app.register_error_handler(StoreUnavailable, handler)
+    return app
+
+
+def only_me_make_app(sessions):
+    """Wraps only GET /me, the one path the exercise text happens to mention."""
+    app = social.create_app(store=sessions, kdf_iterations=1_000)
+    view = app.view_functions["me"]
+
+    def me():
+        try:
+            return view()
+        except StoreUnavailable as exc:
+            return {"error": exc.reason}, 503
+
+    app.view_functions["me"] = me
+    return app
+
+
+def wrong_status_make_app(sessions):
+    app = social.create_app(store=sessions, kdf_iterations=1_000)
+    app.register_error_handler(StoreUnavailable, lambda e: ({"error": e.reason}, 500))
+    return app
+
+
+Q1, Q2, Q3 = "04.write_invalidate", "04.redis_store", "04.store_down"
+CASES = [
+    valid(Q1, "reference", REF["MyInvalidate"]),
+    valid(Q1, "kit WriteInvalidate (quiet writes)", WriteInvalidate),
+    valid(Q1, "explicit branches and a version check", DictOfTuples),
+    wrong(Q1, "write-update", WriteUpdate, says="write-update", kind="substance"),
+    wrong(Q1, "update when the session is small", UpdatesWhenSmall, says="write-update",
+          kind="visible-only"),
+    wrong(Q1, "update disguised as a fetch", UpdateCalledFetch, says="write-update",
+          kind="visible-only"),
+    wrong(Q1, "announces new sessions only", ForgetsToInvalidate, says="Stale read",
+          kind="logic"),
+    wrong(Q1, "refetches every time", RefetchesEveryTime, says="valid copy", kind="substance"),
+    wrong(Q1, "holds the lock while sending", HoldsLockWhileSending, says="self.lock",
+          kind="concurrency"),
+    wrong(Q1, "KeyError for an unknown session", CrashesOnUnknown, says="never heard of",
+          kind="hostile-input"),
+    wrong(Q1, "fetches from every peer", FetchesFromEveryone, says="one 'fetch'",
+          kind="substance"),
+    wrong(Q1, "fetches from the first peer", FetchesFromFirstPeer, says="should answer 200",
+          kind="logic"),
+    wrong(Q1, "not a class", dict, says="subclass of labkit.state.replication.Replica",
+          kind="hostile-input"),
+
+    valid(Q2, "reference", Ref),
+    valid(Q2, "the kit's RedisSessionStore", RedisSessionStore),
+    valid(Q2, "uuid4 ids and a pipeline", UuidStore),
+    wrong(Q2, "sessions in the object", DictStore, says="lives in your Python object",
+          kind="substance"),
+    wrong(Q2, "a cache in the object", CachingStore, says="answers from a copy",
+          kind="substance"),
+    wrong(Q2, "no expiry", NoExpiryStore, says="idle_timeout", kind="logic"),
+    wrong(Q2, "hard-coded 1800 s", DefaultTimeoutStore, says="idle_timeout=",
+          kind="visible-only"),
+    wrong(Q2, "get does not refresh", NoRefreshStore, says="push the expiry back",
+          kind="logic"),
+    wrong(Q2, "save adopts any id", AdoptingStore, says="never issued", kind="security"),
+    wrong(Q2, "ids from the clock", CounterIdStore, says="guess", kind="security"),
+    wrong(Q2, "the user's name in the id", UserInIdStore, says="user's name", kind="security"),
+    wrong(Q2, "48-bit ids", ShortIdStore, says="128 bits", kind="security"),
+    wrong(Q2, "str() instead of JSON", ReprStore, says="as JSON", kind="substance"),
+    wrong(Q2, "ignores the prefix", FixedPrefixStore, says="prefix", kind="visible-only"),
+    wrong(Q2, "delete returns an int", IntDeleteStore, says="a bool", kind="hostile-input"),
+
+    valid(Q3, "reference", REF["make_app"]),
+    valid(Q3, "errorhandler decorator with extra keys", decorator_make_app),
+    wrong(Q3, "no handler", no_handler_make_app, says="should answer 503", kind="logic"),
+    wrong(Q3, "plain-text reason", vague_make_app, says="should say why", kind="substance"),
+    wrong(Q3, "JSON text with an HTML content type", string_json_make_app,
+          says="should be JSON", kind="substance"),
+    wrong(Q3, "every exception is a 503", catch_all_make_app, says="store is down when it is not",
+          kind="hostile-input"),
+    wrong(Q3, "stays down for ever", sticky_down_make_app, says="needs no session",
+          kind="logic"),
+    wrong(Q3, "only GET /me handled", only_me_make_app, says="should answer 503",
+          kind="visible-only"),
+    wrong(Q3, "500 with the reason", wrong_status_make_app, says="should answer 503",
+          kind="substance"),
+]
+
+
+@table(CASES)
+def test_answer_table(case):
+    assert_case(case)

@@ -1,69 +1,104 @@
-"""The chapter 06 checks: the reference passes, the released stub and wrong answers fail."""
+"""The chapter 06 checks: the reference passes, the released stubs fail, and every row of
+the answer table (valid alternatives, wrong answers by class) gets the right verdict."""
 
 from __future__ import annotations
 
+import bisect
 import math
-import pathlib
+import random
+import types
+from fractions import Fraction
 
-import pytest
+from exercise_kit import (SOLUTIONS, assert_case, assert_released_stubs_fail, check_calls,
+                          reference, run, table, valid, wrong)
+from labkit.balancing.policies import LeastConnections, RoundRobin
 
-from labkit.checks import get_question
-from labkit.checks.run import STUB_MESSAGE, run_question
-from labkit.balancing.policies import LeastConnections
-
-SOLUTION = (pathlib.Path(__file__).resolve().parent.parent / "solutions"
-            / "06_scaling_out_exercises.ipynb")
-STUB = NotImplementedError("Replace this line with your solution.")
+SOLUTION = SOLUTIONS / "06_scaling_out_exercises.ipynb"
 
 
-def _run(qid, *answers):
-    return run_question(get_question(qid), answers)
+def _reference() -> dict:
+    """The solution's names (a cell that tries an answer by hand may not stop us)."""
+    return reference(SOLUTION)
+
+
+REF = _reference()
+
+
+def test_every_question_is_checked_in_the_solutions():
+    assert sorted(qid for qid, _ in check_calls(SOLUTION)) == [
+        "06.least_loaded", "06.lost_by_period", "06.retry_rule", "06.servers_needed"]
+
+
+def test_reference_answers_pass():
+    for qid, names in check_calls(SOLUTION):
+        result = run(qid, *(REF[n] for n in names))
+        assert result.passed, (qid, result.message)
+
+
+def test_released_stubs_fail_with_the_stub_message():
+    assert_released_stubs_fail(SOLUTION, at_least=4)
 
 
 # ------------------------------------------------------------------ servers needed
-def capacity(*, servers, workers, service_time):
-    return servers * workers / service_time
+capacity, servers_needed = REF["capacity"], REF["servers_needed"]
 
 
-def servers_needed(*, target, workers, service_time):
-    return max(1, math.ceil(target / capacity(servers=1, workers=workers,
-                                              service_time=service_time)))
+def exact_capacity(*, servers, workers, service_time):
+    """Valid: exact arithmetic with fractions (returns a float at the end)."""
+    return float(Fraction(servers * workers) / Fraction(str(service_time)))
+
+
+def exact_needed(*, target, workers, service_time):
+    per = Fraction(workers) / Fraction(str(service_time))
+    return max(1, math.ceil(Fraction(str(target)) / per))
+
+
+def loop_needed(*, target, workers, service_time):
+    """Valid: add servers until the capacity reaches the target."""
+    n = 1
+    while capacity(servers=n, workers=workers, service_time=service_time) < target:
+        n += 1
+    return n
 
 
 def rounds_down(*, target, workers, service_time):
     return max(1, int(target * service_time / workers))
 
 
+def no_minimum(*, target, workers, service_time):
+    return math.ceil(target * service_time / workers)
+
+
+def strictly_above(*, target, workers, service_time):
+    """One server too many on a boundary: wants capacity strictly above the target."""
+    n = 1
+    while capacity(servers=n, workers=workers, service_time=service_time) <= target:
+        n += 1
+    return n
+
+
 def forgets_workers(*, servers, workers, service_time):
     return servers / service_time
+
+
+def in_milliseconds(*, servers, workers, service_time):
+    return servers * workers / (service_time * 1000)
 
 
 def as_float(*, target, workers, service_time):
     return target * service_time / workers
 
 
-def test_servers_needed_reference_passes():
-    result = _run("06.servers_needed", capacity, servers_needed)
-    assert result.passed, result.message
+VISIBLE = {(600, 4, 0.02): 3, (601, 4, 0.02): 4, (250, 2, 0.02): 3, (10, 4, 0.02): 1,
+           (300, 3, 0.01): 1, (900, 3, 0.01): 3, (180, 2, 0.02): 2}
 
 
-@pytest.mark.parametrize("answers, words", [
-    ((capacity, rounds_down), "should be 4"),
-    ((forgets_workers, servers_needed), "should be 600 requests/s"),
-    ((capacity, as_float), "whole number of servers"),
-])
-def test_servers_needed_wrong_answers_fail_with_a_reason(answers, words):
-    result = _run("06.servers_needed", *answers)
-    assert not result.passed and words in result.message, result.message
+def lookup_needed(*, target, workers, service_time):
+    """Right on the cases an old check used to print, a guess elsewhere."""
+    return VISIBLE.get((target, workers, service_time), 2)
 
 
 # ------------------------------------------------------------------ least loaded
-class ReferenceLeastLoaded:
-    def choose(self, request, servers):
-        live = [server for server in servers if server.alive]
-        return min(live, key=lambda server: (server.active, server.served))
-
-
 class FirstLive:
     def choose(self, request, servers):
         return next(s for s in servers if s.alive)
@@ -73,45 +108,112 @@ class FewestServed:
     """Balances the totals, not what is in flight now."""
 
     def choose(self, request, servers):
-        return min((s for s in servers if s.alive), key=lambda s: (s.served, s.active))
+        return min(servers, key=lambda s: (s.served, s.active))
 
 
-class FirstTwoLive(ReferenceLeastLoaded):
-    """An off-by-one slice: only ever compares the first two live servers."""
+class FirstTwo:
+    """An off-by-one slice: only ever compares the first two servers."""
 
     def choose(self, request, servers):
-        return super().choose(request, [s for s in servers if s.alive][:2])
+        return min(servers[:2], key=lambda s: s.active)
 
 
-def test_least_loaded_reference_passes():
-    result = _run("06.least_loaded", ReferenceLeastLoaded)
-    assert result.passed, result.message
+class MostLoaded:
+    def choose(self, request, servers):
+        return max(servers, key=lambda s: s.active)
 
 
-@pytest.mark.parametrize("wrong, words", [
-    (FirstLive, "should return s2"),
-    (FewestServed, "should return s2"),
-    (LeastConnections, "never send work to a dead server"),
-    (FirstTwoLive, "was not the least loaded"),
-])
-def test_least_loaded_wrong_answers_fail_with_a_reason(wrong, words):
-    result = _run("06.least_loaded", wrong)
-    assert not result.passed and words in result.message, result.message
+class ReturnsTheName:
+    def choose(self, request, servers):
+        return min(servers, key=lambda s: s.active).name
+
+
+class SecondInList:
+    """Right for the old example only (s2 was second there)."""
+
+    def choose(self, request, servers):
+        return servers[1] if len(servers) > 1 else servers[0]
+
+
+class RandomPick:
+    def __init__(self):
+        self.rng = random.Random(7)
+
+    def choose(self, request, servers):
+        return self.rng.choice(servers)
+
+
+class KeepsASpare:
+    """Never uses the last server, 'in case': fails with one server."""
+
+    def choose(self, request, servers):
+        return min(servers[:-1], key=lambda s: s.active)
+
+
+class SortedFirst:
+    """Valid: sort by load, take the first."""
+
+    def choose(self, request, servers):
+        return sorted(servers, key=lambda s: s.active)[0]
+
+
+def closure_policy():
+    """Valid: no class at all, an object made by a closure."""
+    def choose(request, servers):
+        fewest = min(s.active for s in servers)
+        return [s for s in servers if s.active == fewest][-1]   # ties: the last one
+    return types.SimpleNamespace(choose=choose)
 
 
 # ------------------------------------------------------------------ lost by period
-def lost_by_period(report):
+lost_by_period = REF["lost_by_period"]
+
+
+def single_pass(report):
+    """Valid: sort the periods once, place each failure with bisect."""
+    periods = report.fault_periods()
+    lost = {server: 0 for server, _, _ in periods}
+    starts = [a - 0.1 for _, a, _ in periods]
+    for s in report.samples:
+        if s.ok:
+            continue
+        end = s.start + s.latency
+        i = bisect.bisect_right(starts, end) - 1
+        while i >= 0:
+            server, a, b = periods[i]
+            if a - 0.1 <= end < b:
+                lost[server] += 1
+            i -= 1
+    return lost
+
+
+def from_the_log(report):
+    """Valid: rebuilds the periods from fault_log (down until the end if never revived)."""
+    down, periods = {}, []
+    for when, action, server in report.fault_log:
+        if action == "kill":
+            down.setdefault(server, when)
+        elif server in down:
+            periods.append((server, down.pop(server), when))
+    periods += [(server, since, report.duration) for server, since in down.items()]
     lost = {}
-    for server, down_from, down_until in report.fault_periods():
-        ended = [s.start + s.latency for s in report.samples if not s.ok]
-        lost[server] = lost.get(server, 0) + sum(
-            1 for end in ended if down_from - 0.1 <= end < down_until)
+    for server, a, b in periods:
+        lost[server] = lost.get(server, 0) + len(
+            [s for s in report.samples if not s.ok and a - 0.1 <= s.start + s.latency < b])
     return lost
 
 
 def by_start_time(report):
     return {server: sum(1 for s in report.samples if not s.ok and a <= s.start < b)
             for server, a, b in report.fault_periods()}
+
+
+def no_slack(report):
+    lost = {}
+    for server, a, b in report.fault_periods():
+        lost[server] = lost.get(server, 0) + sum(
+            1 for s in report.samples if not s.ok and a <= s.start + s.latency < b)
+    return lost
 
 
 def next_period(report):
@@ -130,24 +232,58 @@ def only_periods_with_losses(report):
     return {k: v for k, v in lost_by_period(report).items() if v}
 
 
-def test_lost_by_period_reference_passes():
-    result = _run("06.lost_by_period", lost_by_period)
-    assert result.passed, result.message
+def last_period_wins(report):
+    """A server down twice: the second period overwrites the first."""
+    lost = {}
+    for server, a, b in report.fault_periods():
+        lost[server] = sum(1 for s in report.samples
+                           if not s.ok and a - 0.1 <= s.start + s.latency < b)
+    return lost
 
 
-@pytest.mark.parametrize("wrong, words", [
-    (by_start_time, "in flight when it died"),
-    (next_period, "in no fault period"),
-    (only_periods_with_losses, "gets a key"),
-])
-def test_lost_by_period_wrong_answers_fail_with_a_reason(wrong, words):
-    result = _run("06.lost_by_period", wrong)
-    assert not result.passed and words in result.message, result.message
+def only_no_answer(report):
+    """Counts only requests that got no answer: a 502 or 503 is a failure too."""
+    lost = {}
+    for server, a, b in report.fault_periods():
+        lost[server] = lost.get(server, 0) + sum(
+            1 for s in report.samples if s.status == 0 and a - 0.1 <= s.start + s.latency < b)
+    return lost
+
+
+def revived_only(report):
+    """Pairs kills with revives by hand and drops a kill that was never undone."""
+    lost, log = {}, list(report.fault_log)
+    for i, (when, action, server) in enumerate(log):
+        if action != "kill":
+            continue
+        end = next((w for w, a, s in log[i + 1:] if a == "revive" and s == server), None)
+        if end is not None:
+            lost[server] = lost.get(server, 0) + sum(
+                1 for s in report.samples if not s.ok and when - 0.1 <= s.start + s.latency < end)
+    return lost
+
+
+def hard_coded(report):
+    """The answer the old made-up report had, whatever the report."""
+    return {"s2": 3, "s3": 1, "s1": 0} if report.fault_log else {}
 
 
 # ------------------------------------------------------------------ retry rule
-def may_retry(method):
-    return method.upper() in {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
+may_retry = REF["may_retry"]
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+def casefolded(method):
+    return method.casefold() in {m.casefold() for m in IDEMPOTENT}
+
+
+def matched(method):
+    """Valid: a match statement."""
+    match method.upper():
+        case "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE":
+            return True
+        case _:
+            return False
 
 
 def safe_only(method):
@@ -159,62 +295,94 @@ def everything(method):
 
 
 def case_sensitive(method):
-    return method in {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
+    return method in IDEMPOTENT
 
 
-def test_retry_rule_reference_passes():
-    result = _run("06.retry_rule", may_retry)
-    assert result.passed, result.message
+def blacklist(method):
+    return method.upper() not in {"POST", "PATCH"}
 
 
-@pytest.mark.parametrize("wrong, words", [
-    (safe_only, "may retry a PUT"),
-    (everything, "must not retry a POST"),
-    (case_sensitive, "lower case"),
-])
-def test_retry_rule_wrong_answers_fail_with_a_reason(wrong, words):
-    result = _run("06.retry_rule", wrong)
-    assert not result.passed and words in result.message, result.message
+def lowercase_set(method):
+    return method.lower() in IDEMPOTENT
 
 
-# ------------------------------------------------------------------ released stubs
-def released_stubs() -> dict:
-    """The learner's starting point: the solution notebook after `labkit release`.
-
-    A cell that tries the learner's code by hand stops at the stub, as it would for
-    the learner; the definitions still exist.
-    """
-    from labkit.instructor.release import exercise_notebook
-
-    namespace: dict = {}
-    for cell in exercise_notebook(SOLUTION).cells:
-        if cell.cell_type == "code" and not cell.source.startswith("lk.check"):
-            try:
-                exec(compile(cell.source, "exercise", "exec"), namespace)
-            except NotImplementedError:
-                pass
-    return namespace
+OLD_TABLE = {"GET": True, "HEAD": True, "OPTIONS": True, "TRACE": True, "PUT": True,
+             "DELETE": True, "POST": False, "PATCH": False, "get": True, "post": False}
 
 
-def check_calls() -> list[tuple[str, list[str]]]:
-    """(question id, answer names) of every lk.check cell of the solutions."""
-    import nbformat
-
-    calls = []
-    for cell in nbformat.read(SOLUTION, as_version=4).cells:
-        if cell.cell_type == "code" and cell.source.startswith("lk.check("):
-            qid, *names = cell.source.strip()[len("lk.check("):-1].split(", ")
-            calls.append((qid.strip('"'), names))
-    return calls
+def old_table(method):
+    return OLD_TABLE.get(method, False)
 
 
-def test_every_question_is_checked_in_the_solutions():
-    assert sorted(qid for qid, _ in check_calls()) == [
-        "06.least_loaded", "06.lost_by_period", "06.retry_rule", "06.servers_needed"]
+def yes_no(method):
+    return "yes" if method.upper() in IDEMPOTENT else "no"
 
 
-def test_released_stubs_fail_with_the_stub_message():
-    stubs = released_stubs()
-    for qid, names in check_calls():
-        result = _run(qid, *(stubs[name] for name in names))
-        assert not result.passed and result.message == STUB_MESSAGE, qid
+Q1, Q2, Q3, Q4 = "06.servers_needed", "06.least_loaded", "06.lost_by_period", "06.retry_rule"
+CASES = [
+    valid(Q1, "reference", capacity, servers_needed),
+    valid(Q1, "fractions", exact_capacity, exact_needed),
+    valid(Q1, "a loop", capacity, loop_needed),
+    wrong(Q1, "rounds down", capacity, rounds_down, says="too low", kind="logic"),
+    wrong(Q1, "no minimum of one", capacity, no_minimum, says="too low",
+          kind="hostile-input"),
+    wrong(Q1, "strictly above the target", capacity, strictly_above, says="too high",
+          kind="logic"),
+    wrong(Q1, "capacity without workers", forgets_workers, servers_needed,
+          says="side by side", kind="substance"),
+    wrong(Q1, "capacity in milliseconds", in_milliseconds, servers_needed,
+          says="too low", kind="substance"),
+    wrong(Q1, "a float number of servers", capacity, as_float, says="whole number",
+          kind="substance"),
+    wrong(Q1, "a table of the visible cases", capacity, lookup_needed, says="servers_needed(",
+          kind="visible-only"),
+
+    valid(Q2, "reference (filters alive too)", REF["LeastLoaded"]),
+    valid(Q2, "the kit's LeastConnections", LeastConnections),
+    valid(Q2, "sorted by load", SortedFirst),
+    valid(Q2, "a closure, ties to the last", closure_policy),
+    wrong(Q2, "first live server", FirstLive, says=".active", kind="logic"),
+    wrong(Q2, "fewest served", FewestServed, says=".active", kind="substance"),
+    wrong(Q2, "only the first two", FirstTwo, says=".active", kind="logic"),
+    wrong(Q2, "most loaded", MostLoaded, says=".active", kind="logic"),
+    wrong(Q2, "round robin", RoundRobin, says=".active", kind="logic"),
+    wrong(Q2, "random", RandomPick, says=".active", kind="logic"),
+    wrong(Q2, "returns the name", ReturnsTheName, says="server objects", kind="substance"),
+    wrong(Q2, "the second in the list", SecondInList, says=".active", kind="visible-only"),
+    wrong(Q2, "keeps a spare", KeepsASpare, says="raised", kind="hostile-input"),
+
+    valid(Q3, "reference", lost_by_period),
+    valid(Q3, "one pass with bisect", single_pass),
+    valid(Q3, "periods rebuilt from the log", from_the_log),
+    wrong(Q3, "by start time", by_start_time, says="start + latency", kind="logic"),
+    wrong(Q3, "no slack before the kill", no_slack, says="0.1 s", kind="logic"),
+    wrong(Q3, "the next period takes it", next_period, says="too high", kind="logic"),
+    wrong(Q3, "only periods with losses", only_periods_with_losses, says="gets a key",
+          kind="hostile-input"),
+    wrong(Q3, "the last period overwrites", last_period_wins, says="add up both",
+          kind="logic"),
+    wrong(Q3, "5xx answers not counted", only_no_answer, says="too low", kind="substance"),
+    wrong(Q3, "a kill never revived dropped", revived_only, says="no key",
+          kind="hostile-input"),
+    wrong(Q3, "the old made-up answer", hard_coded, says="for a made-up report",
+          kind="visible-only"),
+
+    valid(Q4, "reference", may_retry),
+    valid(Q4, "casefold", casefolded),
+    valid(Q4, "match statement", matched),
+    wrong(Q4, "safe methods only", safe_only, says="may retry a", kind="logic"),
+    wrong(Q4, "everything", everything, says="must not retry", kind="logic"),
+    wrong(Q4, "case-sensitive", case_sensitive, says="any case", kind="hostile-input"),
+    wrong(Q4, "a blacklist of POST and PATCH", blacklist, says="must not retry",
+          kind="hostile-input"),
+    wrong(Q4, "lower() against upper-case names", lowercase_set, says="may retry",
+          kind="logic"),
+    wrong(Q4, "the old table of visible methods", old_table, says="may retry",
+          kind="visible-only"),
+    wrong(Q4, "yes or no", yes_no, says="True or False", kind="substance"),
+]
+
+
+@table(CASES)
+def test_answer_table(case):
+    assert_case(case)

@@ -156,8 +156,11 @@ def test_the_runtime_over_http():
         assert requests.post(url + "count", data="{").json()["error"] == "malformed_json"
         assert requests.post(url + "count", json=[1]).status_code == 422
         boom = requests.post(url + "boom", json={})
-        assert boom.status_code == 502 and boom.json()["type"] == "ValueError"
-        assert requests.get(server.url + "/functions").json()["count"]["invocations"] == 3
+        assert boom.status_code == 502 and boom.json()["error"] == "handler_error"
+        assert "bad" not in boom.text and "ValueError" not in boom.text  # no internals
+        assert list(rt.failures) == ["boom: ValueError: bad"]  # the operator's view
+        assert "count" not in missing.text  # a 404 does not list what is deployed
+        assert rt.stats("count")["invocations"] == 3
 
 
 # ------------------------------------------------------------------ the gateway

@@ -17,6 +17,8 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from ..errors import AppConfigError
+
 __all__ = ["client"]
 
 
@@ -45,7 +47,7 @@ def client(*, source: str = "127.0.0.1", user_agent: str | None = None,
     are closed when you are done.
     """
     if not source.startswith("127."):
-        raise ValueError("the course only sends traffic on loopback: use a 127.x.y.z source")
+        raise AppConfigError("the course only sends traffic on loopback: use a 127.x.y.z source")
     session = requests.Session()
     session.mount("http://", _SourceAddressAdapter(source))
     if not keep_cookies:

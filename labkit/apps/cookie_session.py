@@ -22,21 +22,28 @@ Routes: ``POST /login`` (JSON ``username``, ``password``), ``GET /me``,
 
 from __future__ import annotations
 
+import secrets
+
 from flask import Flask, session
 
+from ._auth import DEFAULT_USERS, PasswordBook, check_password
 from ._json import ApiError, install_json_errors, json_body
-from .social import DEFAULT_USERS, PasswordBook
 
 __all__ = ["create_app"]
 
 
-def create_app(*, secret_key: str = "course-key-2024",
+def create_app(*, secret_key: str | None = None,
                secret_key_fallbacks: tuple[str, ...] | list[str] = (),
                kdf_iterations: int = 1_000) -> Flask:
-    """Build the app; ``secret_key`` signs, ``secret_key_fallbacks`` still verify."""
+    """Build the app; ``secret_key`` signs, ``secret_key_fallbacks`` still verify.
+
+    With no ``secret_key`` the app makes a random one: a default key written in the
+    source would let anyone sign ``{"user": "alice"}`` and be alice.
+    """
     passwords = PasswordBook(DEFAULT_USERS, iterations=kdf_iterations)
     app = Flask("labkit.apps.cookie_session")
-    app.config.update(SECRET_KEY=secret_key,
+    app.config.update(SECRET_KEY=secret_key if secret_key is not None
+                      else secrets.token_urlsafe(32),
                       SECRET_KEY_FALLBACKS=list(secret_key_fallbacks),
                       SESSION_COOKIE_SAMESITE="Lax")
     install_json_errors(app)
@@ -44,9 +51,7 @@ def create_app(*, secret_key: str = "course-key-2024",
     @app.post("/login")
     def login():
         body = json_body(username=str, password=str)
-        if not passwords.verify(body["username"], body["password"]):
-            raise ApiError(401, "bad_credentials", "Wrong username or password.")
-        session["user"] = body["username"]  # written into the cookie, signed
+        session["user"] = check_password(passwords, body["username"], body["password"])  # written into the cookie, signed
         return {"user": body["username"]}
 
     @app.get("/me")

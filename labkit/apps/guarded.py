@@ -8,23 +8,31 @@ one off and watch its attack work again::
     create_app("defended", rotate_on_login=False) # ...except a fresh id at login
     create_app("naive")                           # everything off
 
-The defences (OWASP Session Management Cheat Sheet, ASVS 4 V3 / ASVS 5 V7):
+The defences (OWASP Session Management Cheat Sheet, ASVS 4 V2/V3, ASVS 5 V6/V7):
 
-================== ======================================================= =========
-switch             what it does                                            naive
-================== ======================================================= =========
-signed_cookie      cookie = id + HMAC signature (itsdangerous), keys from   off
-                   ``SECRET_KEY`` / ``SECRET_KEY_FALLBACKS`` (rotation)
-reject_unknown_ids an id the server never issued is refused, not adopted    adopts
-rotate_on_login    a fresh id at login; the pre-login id dies               keeps id
-revoke_on_logout   logout deletes the session on the server                 cookie only
-idle_timeout       seconds unused before a session ends                    never
-absolute_timeout   seconds before any session ends                         never
-cookie_flags       HttpOnly, SameSite=Strict, Secure + ``__Host-`` prefix   none
-bind_user_agent    a session used with another User-Agent is revoked        off
-ids_in_url         accept ``?sid=...`` in the URL (never do this)           on
-guess_limit        bad session ids from one address before 429             no limit
-================== ======================================================= =========
+=================== ====================================================== ==========
+switch              what it does                                           naive
+=================== ====================================================== ==========
+signed_cookie       cookie = id + HMAC signature (itsdangerous), keys from  off
+                    ``SECRET_KEY`` / ``SECRET_KEY_FALLBACKS`` (rotation)
+reject_unknown_ids  an id the server never issued is refused, not adopted   adopts
+rotate_on_login     a fresh id at login; the pre-login id dies              keeps id
+revoke_on_logout    logout deletes the session on the server                cookie only
+idle_timeout        seconds unused before a session ends                   never
+absolute_timeout    seconds before any session ends                        never
+cookie_flags        HttpOnly, SameSite=Strict, Secure + ``__Host-`` prefix  none
+bind_user_agent     a session used with another User-Agent is revoked       off
+ids_in_url          accept ``?sid=...`` in the URL (never do this)          on
+guess_limit         bad session ids from one address before 429, counting   no limit
+                    the ids sent to ``POST /login`` too
+login_failures      wrong passwords for one account within                 no limit
+                    ``login_window`` seconds before 429 (ASVS 4 V2.2.1);
+                    one address gets four times as many, across accounts
+=================== ====================================================== ==========
+
+Reading order: :class:`Defenses` (the switches), then one small class per defence
+(:class:`SessionCookie`, :class:`GuessCounter`, :class:`LoginThrottle`,
+:class:`SessionBook`), then :func:`create_app`, which only wires them together.
 
 **Loopback profile.** A ``Secure`` cookie is meant for HTTPS, and the course's
 servers speak plain HTTP on 127.0.0.1. ``requests`` (like ``http.cookiejar``) stores
@@ -36,21 +44,29 @@ defended app leaves ``Secure`` (and the ``__Host-`` prefix, which requires it) o
 says so with a :class:`LoopbackProfileWarning`. ``loopback=False`` is the production
 setting.
 
+**Secret key.** With no ``secret_key`` the app makes a random one (32 bytes from
+:mod:`secrets`): a key written in the source is a key everybody has.
+
 Bad input gets a 4xx with a JSON reason code, never a 500: 401 ``bad_signature``,
 ``unknown_session`` (with a fresh id), ``login_required``,
-``session_binding_mismatch``; 415 ``expected_json``; 400 ``malformed_json``; 422
-``wrong_shape``; 413 ``body_too_large``; 431 ``headers_too_large``; 429
-``too_many_bad_sessions``.
+``session_binding_mismatch``, ``bad_credentials``; 415 ``expected_json``; 400
+``malformed_json``; 422 ``wrong_shape``; 413 ``body_too_large``; 431
+``headers_too_large``; 429 ``too_many_bad_sessions``, ``too_many_failed_logins``.
+The distinct 401 reasons are there for teaching: a production server would send
+one generic 401 and keep the reason in its log, because telling an attacker *why*
+an id failed helps them (an oracle).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
+import secrets
 import threading
 import time
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,9 +74,10 @@ from typing import Any
 import itsdangerous
 from flask import Flask, Response, g, jsonify, request
 
+from ..errors import AppConfigError
 from ..state.sessions import MemorySessionStore
+from ._auth import DEFAULT_USERS, PasswordBook, check_password
 from ._json import ApiError, install_json_errors, json_body
-from .social import DEFAULT_USERS, PasswordBook
 
 __all__ = ["DEFENDED", "NAIVE", "Defenses", "LoopbackProfileWarning", "create_app"]
 
@@ -68,6 +85,7 @@ MAX_BODY = 16 * 1024          # bytes; more is 413
 MAX_HEADER_BYTES = 8 * 1024   # bytes of all header lines together; more is 431
 MAX_NOTE = 500                # characters in one note
 SIGNING_SALT = "labkit.guarded.sid"  # separates these signatures from other uses of the key
+ADDRESS_FACTOR = 4            # one address may fail this many times more than one account
 
 
 class LoopbackProfileWarning(UserWarning):
@@ -88,16 +106,19 @@ class Defenses:
     bind_user_agent: bool
     ids_in_url: bool
     guess_limit: int | None
+    login_failures: int | None = None
+    login_window: float = 300.0
 
 
 NAIVE = Defenses(signed_cookie=False, reject_unknown_ids=False, rotate_on_login=False,
                  revoke_on_logout=False, idle_timeout=None, absolute_timeout=None,
                  cookie_flags=False, bind_user_agent=False, ids_in_url=True,
-                 guess_limit=None)
+                 guess_limit=None, login_failures=None)
 DEFENDED = Defenses(signed_cookie=True, reject_unknown_ids=True, rotate_on_login=True,
                     revoke_on_logout=True, idle_timeout=15 * 60,
                     absolute_timeout=8 * 3600, cookie_flags=True, bind_user_agent=True,
-                    ids_in_url=False, guess_limit=20)
+                    ids_in_url=False, guess_limit=20, login_failures=5,
+                    login_window=300.0)
 PROFILES = {"naive": NAIVE, "defended": DEFENDED}
 
 
@@ -105,12 +126,241 @@ def _fingerprint(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
 
 
+class _Refused(Exception):
+    """A presented session id that cannot be used, and why (a 401 reason code)."""
+
+    def __init__(self, reason: str, message: str, *, fresh_id: bool = False) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.fresh_id = reason, message, fresh_id
+
+
+@dataclass
+class _Visit:
+    """What the cookie of one request turned out to be (kept in ``flask.g.visit``)."""
+
+    sid: str | None = None        # the live session id, if the cookie held one
+    data: dict | None = None      # its data
+    new_sid: str | None = None    # hand the client this fresh id...
+    clear_cookie: bool = False    # ...or tell it to forget its cookie
+    resign: bool = False          # verified by a retired key: sign it again
+
+
+# -- one class per defence --------------------------------------------------------------
+
+
+class SessionCookie:
+    """The cookie: its name and attributes, and (``signed_cookie``) its signature.
+
+    The keys are read from ``app.config`` on every call, so assigning
+    ``SECRET_KEY`` / ``SECRET_KEY_FALLBACKS`` on a running app rotates them at once.
+    """
+
+    def __init__(self, app: Flask, defenses: Defenses, *, loopback: bool) -> None:
+        self.app = app
+        self.signed = defenses.signed_cookie
+        self.flags = defenses.cookie_flags
+        self.secure = defenses.cookie_flags and not loopback
+        self.name = "__Host-sid" if self.secure else "sid"  # __Host- requires Secure
+
+    def _keys(self) -> list[str]:
+        # Like Flask: the fallbacks (oldest first), then the current key, which signs.
+        return [*self.app.config["SECRET_KEY_FALLBACKS"], self.app.config["SECRET_KEY"]]
+
+    def _signer(self, keys: list[str]) -> itsdangerous.Signer:
+        return itsdangerous.Signer(keys, salt=SIGNING_SALT, digest_method=hashlib.sha256)
+
+    def decode(self, raw: str) -> tuple[str, bool]:
+        """The id inside ``raw``, and whether only a retired key verified it."""
+        if not self.signed:
+            return raw, False
+        try:
+            sid = self._signer(self._keys()).unsign(raw).decode()
+        except (itsdangerous.BadSignature, UnicodeError):
+            raise _Refused("bad_signature", "The session cookie was not signed by this"
+                           " server (tampered, garbage, or signed with a retired key)."
+                           ) from None
+        return sid, not self._signer(self._keys()[-1:]).validate(raw)
+
+    def set(self, response: Response, sid: str) -> None:
+        value = self._signer(self._keys()).sign(sid).decode() if self.signed else sid
+        if self.flags:
+            response.set_cookie(self.name, value, httponly=True, samesite="Strict",
+                                secure=self.secure, path="/")
+        else:
+            response.set_cookie(self.name, value)
+
+    def clear(self, response: Response) -> None:
+        response.delete_cookie(self.name, path="/")
+
+
+class GuessCounter:
+    """Bad session ids per client address; past ``limit``, that address gets 429.
+
+    Every bad id counts, including one sent along with ``POST /login``: otherwise
+    the login form would be a free oracle for guessing live ids.
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.bad_ids: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def count(self, client: str) -> None:
+        """Record one bad id from ``client``; raise 429 once it is over the limit."""
+        with self._lock:
+            self.bad_ids[client] += 1
+            over = self.limit is not None and self.bad_ids[client] > self.limit
+        if over:
+            raise ApiError(429, "too_many_bad_sessions",
+                           "Too many invalid session ids from this address.")
+
+    def flagged(self) -> list[str]:
+        with self._lock:
+            return sorted(c for c, n in self.bad_ids.items()
+                          if self.limit is not None and n > self.limit)
+
+
+class LoginThrottle:
+    """Slow down password guessing (ASVS 4 V2.2.1): a window of failures per key.
+
+    Keys are ``"user:<name>"`` (limit ``failures``) and ``"addr:<ip>"`` (limit
+    ``failures * ADDRESS_FACTOR``, against one address spraying many accounts). A key
+    with that many failures in the last ``window`` seconds is refused with 429 and
+    ``Retry-After`` *before* the password is checked: even the right password waits,
+    or the lock would only slow down the attacker's wrong guesses. A success clears
+    the account's failures (not the address's: an attacker could log in to their own
+    account between guesses).
+    """
+
+    def __init__(self, failures: int | None, window: float,
+                 clock: Callable[[], float]) -> None:
+        self.failures = failures
+        self.window = window
+        self.clock = clock
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _keys(self, user: str, client: str) -> list[tuple[str, int]]:
+        assert self.failures is not None
+        # Keyed by a hash of the name: a client-chosen string never becomes a key as is
+        # (a 16 KiB "user name" would cost 16 KiB of memory per failure).
+        user = hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return [(f"user:{user}", self.failures),
+                (f"addr:{client}", self.failures * ADDRESS_FACTOR)]
+
+    def check(self, user: str, client: str) -> None:
+        """Raise 429 if ``user`` or ``client`` failed too often lately."""
+        if self.failures is None:
+            return
+        now = self.clock()
+        with self._lock:
+            waits = []
+            for key, limit in self._keys(user, client):
+                times = self._recent(key, now)
+                if len(times) >= limit:
+                    waits.append(times[len(times) - limit] + self.window - now)
+        if waits:
+            retry = max(1, math.ceil(max(waits)))
+            raise ApiError(429, "too_many_failed_logins",
+                           f"Too many wrong passwords; try again in {retry} s.",
+                           headers=[("Retry-After", str(retry))])
+
+    def failed(self, user: str, client: str) -> None:
+        if self.failures is None:
+            return
+        now = self.clock()
+        with self._lock:
+            for key, _ in self._keys(user, client):
+                self._recent(key, now).append(now)
+
+    def succeeded(self, user: str, client: str) -> None:
+        if self.failures is None:
+            return
+        account, _ = self._keys(user, client)[0]
+        with self._lock:
+            self._seen.pop(account, None)
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        times = self._seen.setdefault(key, deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if len(self._seen) > 10_000:  # forget quiet keys, so memory stays bounded
+            for old in [k for k, t in self._seen.items() if not t and k != key]:
+                del self._seen[old]
+        return times
+
+
+class SessionBook:
+    """The sessions: a store with timeouts, plus what the naive profile adopts.
+
+    With ``bind_user_agent`` a session remembers a hash of the browser string it was
+    created with; another browser string means someone else holds the id.
+    """
+
+    def __init__(self, defenses: Defenses, clock: Callable[[], float]) -> None:
+        self.defenses = defenses
+        self.store = MemorySessionStore(idle_timeout=defenses.idle_timeout,
+                                        absolute_timeout=defenses.absolute_timeout,
+                                        clock=clock)
+        self.adopted: dict[str, dict] = {}  # naive only: ids the server took from clients
+
+    def lookup(self, sid: str) -> dict:
+        """The data of ``sid`` or :class:`_Refused`; the naive app adopts any id."""
+        data = self.store.get(sid)
+        if data is None and not self.defenses.reject_unknown_ids:
+            data = self.adopted.setdefault(sid, {})
+        if data is None:
+            raise _Refused("unknown_session", "This session is unknown, expired or"
+                           " revoked; here is a fresh one.", fresh_id=True)
+        return data
+
+    def bound_elsewhere(self, data: dict, user_agent: str) -> bool:
+        return (self.defenses.bind_user_agent and "ua" in data
+                and data["ua"] != _fingerprint(user_agent))
+
+    def login_data(self, user: str, user_agent: str) -> dict:
+        data = {"user": user}
+        if self.defenses.bind_user_agent:
+            data["ua"] = _fingerprint(user_agent)
+        return data
+
+    def new(self, data: dict) -> str:
+        return self.store.new(data)
+
+    def save(self, sid: str, data: dict) -> None:
+        if sid in self.adopted:
+            self.adopted[sid] = data
+        else:
+            self.store.save(sid, data)
+
+    def delete(self, sid: str) -> None:
+        self.store.delete(sid)
+
+
+# -- the app: wiring ---------------------------------------------------------------------
+
+
+def _defenses(profile: str | Defenses, overrides: dict[str, Any]) -> Defenses:
+    if isinstance(profile, Defenses):
+        base = profile
+    elif profile in PROFILES:
+        base = PROFILES[profile]
+    else:
+        raise AppConfigError(f"unknown profile {profile!r}: use 'naive', 'defended' or a"
+                             " guarded.Defenses(...)")
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(Defenses)}
+    if unknown:
+        raise AppConfigError(f"unknown defence switch(es) {sorted(unknown)}; the switches"
+                             f" are {[f.name for f in dataclasses.fields(Defenses)]}")
+    return dataclasses.replace(base, **overrides)
+
+
 def create_app(
     profile: str | Defenses = "defended",
     *,
     loopback: bool = True,
     clock: Callable[[], float] = time.monotonic,
-    secret_key: str = "course-key-2024",
+    secret_key: str | None = None,
     secret_key_fallbacks: tuple[str, ...] | list[str] = (),
     users: dict[str, str] | None = None,
     kdf_iterations: int = 1_000,
@@ -119,14 +369,11 @@ def create_app(
     """Build the login app with a profile (``"naive"``, ``"defended"`` or Defenses).
 
     ``overrides`` switch single defences, e.g. ``rotate_on_login=False``. Keys for the
-    signed cookie live in ``app.config["SECRET_KEY"]`` (signs) and
-    ``app.config["SECRET_KEY_FALLBACKS"]`` (oldest first; still verify), read on every
-    request, so changing them on a running app rotates the key at once.
+    signed cookie live in ``app.config["SECRET_KEY"]`` (signs; random when not given)
+    and ``app.config["SECRET_KEY_FALLBACKS"]`` (oldest first; still verify), read on
+    every request, so changing them on a running app rotates the key at once.
     """
-    base = PROFILES[profile] if isinstance(profile, str) else profile
-    defenses = dataclasses.replace(base, **overrides)
-    secure = defenses.cookie_flags and not loopback
-    cookie_name = "__Host-sid" if secure else "sid"  # __Host- requires Secure
+    defenses = _defenses(profile, overrides)
     if defenses.cookie_flags and loopback:
         warnings.warn(
             "Loopback profile: session cookies are sent WITHOUT the Secure attribute"
@@ -136,64 +383,31 @@ def create_app(
             " loopback: serve HTTPS and pass loopback=False.",
             LoopbackProfileWarning, stacklevel=2)
 
-    store = MemorySessionStore(idle_timeout=defenses.idle_timeout,
-                               absolute_timeout=defenses.absolute_timeout, clock=clock)
-    adopted: dict[str, dict] = {}  # naive only: ids the server took from clients
+    app = Flask("labkit.apps.guarded")
+    app.config.update(
+        SECRET_KEY=secret_key if secret_key is not None else secrets.token_urlsafe(32),
+        SECRET_KEY_FALLBACKS=list(secret_key_fallbacks),
+        MAX_CONTENT_LENGTH=MAX_BODY,
+    )
+    install_json_errors(app)
+    cookie = SessionCookie(app, defenses, loopback=loopback)
+    guesses = GuessCounter(defenses.guess_limit)
+    throttle = LoginThrottle(defenses.login_failures, defenses.login_window, clock)
+    sessions = SessionBook(defenses, clock)
     passwords = PasswordBook(DEFAULT_USERS if users is None else users,
                              iterations=kdf_iterations)
     notes: dict[str, list[str]] = {}
-    bad_ids: Counter[str] = Counter()  # bad session ids seen, per client address
-    lock = threading.Lock()
+    notes_lock = threading.Lock()
 
-    app = Flask("labkit.apps.guarded")
-    app.config.update(
-        SECRET_KEY=secret_key,
-        SECRET_KEY_FALLBACKS=list(secret_key_fallbacks),
-        MAX_CONTENT_LENGTH=MAX_BODY,
-        LABKIT_SESSION_COOKIE=cookie_name,
-    )
-    app.extensions["labkit.sessions"] = store
-    app.extensions["labkit.guarded"] = {"defenses": defenses, "bad_ids": bad_ids,
-                                        "adopted": adopted}
-    install_json_errors(app)
+    app.config["LABKIT_SESSION_COOKIE"] = cookie.name  # the kit logs its hash
+    app.extensions["labkit.sessions"] = sessions.store
+    app.extensions["labkit.guarded"] = {"defenses": defenses, "bad_ids": guesses.bad_ids,
+                                        "adopted": sessions.adopted, "throttle": throttle}
 
-    # -- the cookie: sign, verify, set --------------------------------------------
+    def client() -> str:
+        return request.remote_addr or "?"
 
-    def signer(keys: list[str]) -> itsdangerous.Signer:
-        return itsdangerous.Signer(keys, salt=SIGNING_SALT, digest_method=hashlib.sha256)
-
-    def keys() -> list[str]:
-        # Like Flask: the fallbacks (oldest first), then the current key, which signs.
-        return [*app.config["SECRET_KEY_FALLBACKS"], app.config["SECRET_KEY"]]
-
-    def encode(sid: str) -> str:
-        return signer(keys()).sign(sid).decode() if defenses.signed_cookie else sid
-
-    def set_session_cookie(response: Response, sid: str) -> None:
-        if defenses.cookie_flags:
-            response.set_cookie(cookie_name, encode(sid), httponly=True,
-                                samesite="Strict", secure=secure, path="/")
-        else:
-            response.set_cookie(cookie_name, encode(sid))
-
-    def reject(reason: str, message: str, *, fresh_id: bool = False) -> None:
-        """Refuse a bad session id; count it against the client; maybe hand a new id."""
-        client = request.remote_addr or "?"
-        with lock:
-            bad_ids[client] += 1
-            flagged = defenses.guess_limit is not None and bad_ids[client] > defenses.guess_limit
-        if flagged:
-            raise ApiError(429, "too_many_bad_sessions",
-                           "Too many invalid session ids from this address.")
-        error = ApiError(401, reason, message)
-        if fresh_id:
-            # A fresh, server-issued id replaces the bad one (OWASP: strict sessions).
-            g.new_sid = store.new({})
-        else:
-            g.clear_cookie = True
-        raise error
-
-    # -- resolving the session of each request --------------------------------------
+    # -- every request: headers, then the session behind the cookie ------------------
 
     @app.before_request
     def guard_headers() -> None:
@@ -204,100 +418,99 @@ def create_app(
 
     @app.before_request
     def resolve_session() -> None:
-        g.sid, g.data = None, None
-        raw = request.cookies.get(cookie_name)
+        visit = g.visit = _Visit()
+        raw = request.cookies.get(cookie.name)
         if raw is None and defenses.ids_in_url:
             raw = request.args.get("sid")  # the naive app even takes ids from URLs
-        lenient = request.path == "/login"  # login issues a new id anyway
         if not raw:
             return
-        sid = raw
-        if defenses.signed_cookie:
-            try:
-                sid = signer(keys()).unsign(raw).decode()
-            except (itsdangerous.BadSignature, UnicodeDecodeError):
-                if lenient:
-                    return
-                reject("bad_signature", "The session cookie was not signed by this"
-                       " server (tampered, garbage, or signed with a retired key).")
-            # Verified by an old key only: re-sign it with the current key (below).
-            g.resign = not signer(keys()[-1:]).validate(raw)
-        data = store.get(sid)
-        if data is None and not defenses.reject_unknown_ids:
-            data = adopted.setdefault(sid, {})  # the naive app adopts any id
-        if data is None:
-            if lenient:
-                return
-            reject("unknown_session", "This session is unknown, expired or revoked;"
-                   " here is a fresh one.", fresh_id=True)
-        if defenses.bind_user_agent and "ua" in data and (
-                data["ua"] != _fingerprint(request.user_agent.string)):
-            store.delete(sid)  # someone else holds this id: end it for everybody
-            g.clear_cookie = True
-            raise ApiError(401, "session_binding_mismatch",
-                           "This session was used from another browser; log in again.")
-        g.sid, g.data = sid, data
+        at_login = request.path == "/login"
+        try:
+            sid, visit.resign = cookie.decode(raw)
+            data = sessions.lookup(sid)
+            if sessions.bound_elsewhere(data, request.user_agent.string):
+                if at_login:  # never let a login form end somebody else's session
+                    raise _Refused("session_binding_mismatch", "")
+                sessions.delete(sid)  # someone else holds this id: end it for everybody
+                raise _Refused("session_binding_mismatch", "This session was used from"
+                               " another browser; log in again.")
+        except _Refused as refused:
+            guesses.count(client())  # 429 past the limit, at login too
+            if at_login:
+                return  # login ignores the id it was sent and hands out a new one
+            if refused.fresh_id:
+                # A fresh, server-issued id replaces the bad one (OWASP: strict sessions).
+                visit.new_sid = sessions.new({})
+            else:
+                visit.clear_cookie = True
+            raise ApiError(401, refused.reason, refused.message) from None
+        visit.sid, visit.data = sid, data
 
     @app.after_request
     def refresh_cookie(response: Response) -> Response:
-        if getattr(g, "new_sid", None):
-            set_session_cookie(response, g.new_sid)
-        elif getattr(g, "clear_cookie", False):
-            response.delete_cookie(cookie_name, path="/")
-        elif getattr(g, "resign", False) and g.sid and "Set-Cookie" not in response.headers:
-            set_session_cookie(response, g.sid)
+        visit: _Visit | None = g.get("visit")
+        if visit is None:
+            return response
+        if visit.new_sid:
+            cookie.set(response, visit.new_sid)
+        elif visit.clear_cookie:
+            cookie.clear(response)
+        elif visit.resign and visit.sid and "Set-Cookie" not in response.headers:
+            cookie.set(response, visit.sid)
         return response
 
-    def save(sid: str, data: dict) -> None:
-        if sid in adopted:
-            adopted[sid] = data
-        else:
-            store.save(sid, data)
-
     def current_user() -> str:
-        if g.data is None:
+        data = g.visit.data
+        if data is None:
             raise ApiError(401, "login_required", "Log in first: POST /login.")
-        if "user" not in g.data:
+        if "user" not in data:
             raise ApiError(401, "login_required", "This session is not logged in.")
-        return g.data["user"]
+        return data["user"]
 
     # -- views --------------------------------------------------------------------
 
     @app.get("/")
     def home():
         """Visit: get a (pre-login) session if you have none."""
-        response = jsonify(user=(g.data or {}).get("user"))
-        if g.sid is None:
-            set_session_cookie(response, store.new({}))
+        response = jsonify(user=(g.visit.data or {}).get("user"))
+        if g.visit.sid is None:
+            cookie.set(response, sessions.new({}))
         return response
 
     @app.post("/login")
     def login():
         body = json_body(username=str, password=str)
-        if not passwords.verify(body["username"], body["password"]):
-            raise ApiError(401, "bad_credentials", "Wrong username or password.")
-        data = {"user": body["username"]}
-        if defenses.bind_user_agent:
-            data["ua"] = _fingerprint(request.user_agent.string)
-        if g.sid is not None and not defenses.rotate_on_login:
-            sid = g.sid            # naive: the pre-login id now belongs to the user
-            save(sid, {**g.data, **data})
+        user = body["username"]
+        throttle.check(user, client())
+        try:
+            check_password(passwords, user, body["password"])
+        except ApiError:
+            throttle.failed(user, client())
+            raise
+        throttle.succeeded(user, client())
+        visit = g.visit
+        data = sessions.login_data(user, request.user_agent.string)
+        if visit.sid is not None and not defenses.rotate_on_login:
+            sid = visit.sid        # naive: the pre-login id now belongs to the user
+            sessions.save(sid, {**visit.data, **data})
         else:
-            if g.sid is not None:
-                store.delete(g.sid)  # the pre-login id dies...
-            sid = store.new(data)    # ...and the user gets one nobody has seen
-        response = jsonify(user=body["username"])
-        set_session_cookie(response, sid)
-        g.resign = False
+            # The pre-login id dies (fixation), but only if it was a pre-login id or
+            # this user's own: a login must never end another user's session.
+            if visit.sid is not None and visit.data.get("user") in (None, user):
+                sessions.delete(visit.sid)
+            sid = sessions.new(data)    # the user gets an id nobody has seen
+        response = jsonify(user=user)
+        cookie.set(response, sid)
+        visit.resign = False
         return response
 
     @app.post("/logout")
     def logout():
-        if g.sid is not None and defenses.revoke_on_logout:
-            store.delete(g.sid)  # the id stops working everywhere, at once
+        if g.visit.sid is not None and defenses.revoke_on_logout:
+            sessions.delete(g.visit.sid)  # the id stops working everywhere, at once
         response = jsonify(logged_out=True)
-        response.delete_cookie(cookie_name, path="/")  # naive: the client forgets
-        g.resign = False
+        cookie.clear(response)  # naive: only the client forgets
+        g.visit.resign = False
         return response
 
     @app.get("/me")
@@ -307,7 +520,7 @@ def create_app(
     @app.get("/notes")
     def list_notes():
         user = current_user()
-        with lock:
+        with notes_lock:
             return {"notes": list(notes.get(user, []))}
 
     @app.post("/notes")
@@ -316,19 +529,16 @@ def create_app(
         text = json_body(text=str)["text"]
         if not text.strip() or len(text) > MAX_NOTE:
             raise ApiError(422, "wrong_shape", f"A note has 1 to {MAX_NOTE} characters.")
-        with lock:
+        with notes_lock:
             notes.setdefault(user, []).append(text)
             return {"notes": list(notes[user])}, 201
 
     @app.get("/security")
     def security():
         """What this server does, for the notebook to show (no secrets in it)."""
-        return {"profile": "custom" if defenses not in PROFILES.values() else
-                next(k for k, v in PROFILES.items() if v == defenses),
-                "loopback": loopback, "cookie": cookie_name,
+        name = next((k for k, v in PROFILES.items() if v == defenses), "custom")
+        return {"profile": name, "loopback": loopback, "cookie": cookie.name,
                 "defenses": dataclasses.asdict(defenses),
-                "flagged_clients": sorted(
-                    c for c, n in bad_ids.items()
-                    if defenses.guess_limit is not None and n > defenses.guess_limit)}
+                "flagged_clients": guesses.flagged()}
 
     return app

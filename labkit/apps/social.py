@@ -9,8 +9,10 @@ the server knows who is asking:
 * ``mode="basic"`` (re-authenticate every time): there is no session. Each request
   carries the username and password (HTTP Basic auth) and the server checks the
   password again, every single time.
-* a token mode (chapter 05) plugs in the same way: any object with the
-  :class:`Auth` methods can be passed as ``mode=`` (see :data:`AUTH_MODES`).
+* ``mode="token"`` or ``mode=tokens.TokenAuth(key)`` (chapter 05): a signed token
+  (JWT) at login, checked on every request, nothing remembered
+  (:mod:`labkit.apps.token_auth`). Any object with the :class:`Auth` methods can be
+  passed as ``mode=`` too (see :data:`AUTH_MODES`).
 
 Passwords are checked with a deliberately slow key-derivation function
 (PBKDF2-HMAC-SHA256), as real servers do, so that "checking the password again" has
@@ -45,102 +47,36 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from flask import Flask, Request, Response, jsonify, request
 
+from ..errors import AppConfigError
+from ..state import tokens
 from ..state.sessions import MemorySessionStore
+from ._auth import (DEFAULT_KDF_ITERATIONS, DEFAULT_USERS, Auth, Caller, PasswordBook,
+                    check_password)
 from ._json import ApiError, install_json_errors, json_body
+from .token_auth import TokenMode, token_mode
 
 __all__ = ["AUTH_MODES", "Auth", "BasicAuth", "Caller", "PasswordBook", "SessionAuth",
            "create_app", "DEFAULT_USERS", "REACTIONS", "reply_to"]
 
-# Three people, and a post to react to.
-DEFAULT_USERS = {"alice": "wonderland", "bob": "builder", "ex": "beach-life"}
+# DEFAULT_KDF_ITERATIONS, DEFAULT_USERS, Auth, Caller and PasswordBook live in
+# ._auth (shared with the other apps) and are re-exported here, where chapters
+# have always found them: social.DEFAULT_USERS, social.PasswordBook.
+
 DEFAULT_POSTS = (
     ("ex", "Enjoying life at the beach, never been happier!"),
     ("bob", "Fixed my bike all by myself."),
 )
 REACTIONS = ("LIKE", "LOVE", "HAHA", "WOW", "SAD", "ANGRY")
-
-# About 15-20 ms per check on a laptop: slow enough to measure, fast enough to teach.
-# OWASP asks real servers for 600,000 PBKDF2-SHA256 iterations (a few hundred ms).
-DEFAULT_KDF_ITERATIONS = 100_000
-
-
-class PasswordBook:
-    """Users and their salted password hashes; counts every (slow) verification.
-
-    >>> book = PasswordBook({"alice": "wonderland"}, iterations=1_000)
-    >>> book.verify("alice", "wonderland"), book.verify("alice", "guess")
-    (True, False)
-    >>> book.verifications
-    2
-    """
-
-    def __init__(self, users: dict[str, str], *, iterations: int = DEFAULT_KDF_ITERATIONS
-                 ) -> None:
-        self.iterations = iterations
-        self.verifications = 0      # how many times a password was checked
-        self.kdf_seconds = 0.0      # time spent inside the KDF, in total
-        self._lock = threading.Lock()
-        self._hashes = {name: self._derive(pw, os.urandom(16)) for name, pw in users.items()}
-        # Unknown users get checked against a dummy hash, so that "no such user" takes
-        # as long as "wrong password" and timing does not reveal who has an account.
-        self._dummy = self._derive("not a password", os.urandom(16))
-
-    def _derive(self, password: str, salt: bytes) -> tuple[bytes, bytes]:
-        return salt, hashlib.pbkdf2_hmac("sha256", password.encode(), salt, self.iterations)
-
-    def verify(self, username: str, password: str) -> bool:
-        """Check a password the slow way; True if it matches."""
-        salt, expected = self._hashes.get(username, self._dummy)
-        start = time.perf_counter()
-        _, got = self._derive(password, salt)
-        with self._lock:
-            self.verifications += 1
-            self.kdf_seconds += time.perf_counter() - start
-        return username in self._hashes and hmac.compare_digest(got, expected)
-
-    def __len__(self) -> int:
-        return len(self._hashes)
-
-
-@dataclass
-class Caller:
-    """Who sent this request, and (stateful modes) the session data that came with it."""
-
-    user: str
-    session: dict | None = None
-    sid: str | None = None
-
-
-class Auth(Protocol):
-    """How an app in some mode knows who is asking. The seam for new modes.
-
-    ``install`` runs once when the app is built; ``identify`` runs on every request
-    and returns a :class:`Caller` or raises :class:`ApiError` (401); ``login`` runs
-    after a correct password and returns extra JSON for the login answer (a token
-    mode would return its token here); ``remember`` saves ``caller.session`` back;
-    ``logout`` ends whatever ``login`` started.
-    """
-
-    name: str
-
-    def install(self, app: Flask, passwords: PasswordBook) -> None: ...
-    def identify(self, req: Request) -> Caller: ...
-    def login(self, user: str, response: Response) -> dict: ...
-    def remember(self, caller: Caller) -> None: ...
-    def logout(self, req: Request, response: Response) -> None: ...
 
 
 class SessionAuth:
@@ -196,9 +132,8 @@ class BasicAuth:
         if auth is None or auth.type != "basic" or not auth.username:
             raise ApiError(401, "credentials_required",
                            "Send your username and password with every request.")
-        if not self.passwords.verify(auth.username, auth.password or ""):
-            raise ApiError(401, "bad_credentials", "Wrong username or password.")
-        return Caller(user=auth.username)
+        return Caller(user=check_password(self.passwords, auth.username,
+                                          auth.password or ""))
 
     def login(self, user: str, response: Response) -> dict:
         return {}  # nothing to remember: the next request brings the password again
@@ -212,12 +147,12 @@ class BasicAuth:
 
 #: Mode names accepted by :func:`create_app`; each maps to a constructor taking the
 #: store options as keyword arguments (``store=``, ``idle_timeout=``, ``clock=``...)
-#: and returning an :class:`Auth`. A new mode (e.g. the token mode of chapter 05)
-#: is either passed directly, ``create_app(mode=TokenAuth(...))``, or registered
-#: here by its own module: ``AUTH_MODES["token"] = lambda **options: TokenAuth()``.
+#: and returning an :class:`Auth`. A new mode is either passed directly,
+#: ``create_app(mode=MyAuth())``, or registered here: ``AUTH_MODES["mine"] = ...``.
 AUTH_MODES: dict[str, Callable[..., Auth]] = {
     "session": SessionAuth,
     "basic": lambda **_: BasicAuth(),
+    "token": token_mode,
 }
 
 
@@ -278,14 +213,14 @@ def create_app(
     * ``kdf_iterations``: PBKDF2 cost; lower it for experiments with many logins.
     """
     if isinstance(mode, str):
-        if mode == "token" and mode not in AUTH_MODES:
-            from ..state import tokens  # noqa: F401  (registers AUTH_MODES["token"])
         if mode not in AUTH_MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose one of {sorted(AUTH_MODES)}"
+            raise AppConfigError(f"unknown mode {mode!r}; choose one of {sorted(AUTH_MODES)}"
                              " or pass an Auth object")
         auth = AUTH_MODES[mode](store=store, idle_timeout=idle_timeout,
                                 absolute_timeout=absolute_timeout,
                                 max_sessions=max_sessions, clock=clock)
+    elif isinstance(mode, tokens.TokenAuth):
+        auth = TokenMode(mode)  # the JWT rules, plugged into the app as an Auth
     else:
         auth = mode
 
@@ -309,8 +244,7 @@ def create_app(
     @app.post("/login")
     def login():
         body = json_body(username=str, password=str)
-        if not passwords.verify(body["username"], body["password"]):
-            raise ApiError(401, "bad_credentials", "Wrong username or password.")
+        check_password(passwords, body["username"], body["password"])
         # The mode decides what "logged in" means: a cookie, nothing, a token...
         response = Response(mimetype="application/json")
         extra = auth.login(body["username"], response)

@@ -129,7 +129,7 @@ def compose_file(cluster: Any, *, store: bool = False) -> str:
                            | ({"REDIS_URL": "redis://redis:6379/0"} if store else {}),
             "healthcheck": {"test": ["CMD", "python", "-c",
                                      "import urllib.request as u; u.urlopen("
-                                     "'http://127.0.0.1:8000/__labkit__/ready')"],
+                                     "'http://localhost:8000/__labkit__/ready')"],
                             "interval": "2s", "retries": 1},
             "restart": "unless-stopped",   # a crash is a container restart here
         }

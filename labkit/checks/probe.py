@@ -12,6 +12,7 @@ when an answer is off. These helpers keep each check short::
 from __future__ import annotations
 
 import json as jsonlib
+import time
 from typing import Any, Callable
 
 import requests
@@ -97,3 +98,69 @@ def expect_json(response: requests.Response, what: str) -> Any:
     except ValueError:
         raise CheckFailed(f"{what} should answer JSON (return a dict from the view),"
                           f" but your app answered {describe(response)}.") from None
+
+
+def together(*calls: Callable[[], Any], timeout: float = 10.0) -> list[Any]:
+    """Run each of ``calls`` in its own thread, all released at once by a barrier.
+
+    Returns their results in order; the first exception raised in a thread is raised
+    here (a CheckFailed stays a CheckFailed). Threads still running after ``timeout``
+    seconds become a CheckFailed: the learner's code hung (a lock never released?).
+    """
+    import threading
+
+    gate = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            gate.wait(timeout=timeout)
+            results[i] = calls[i]()
+        except BaseException as exc:  # reported by the caller, not lost in a thread
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True,
+                                name=f"labkit-check-copy-{i}") for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in threads):
+        raise CheckFailed(f"{len(calls)} simultaneous calls did not finish within"
+                          f" {timeout:g} s: does your code wait for something that never"
+                          " comes (a lock held by another request)?")
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(
+                result, threading.BrokenBarrierError):
+            raise result
+    return results
+
+
+def at_once(send: Callable[[], Any], *, copies: int, timeout: float = 10.0) -> list[Any]:
+    """``together`` with ``copies`` copies of the same call."""
+    return together(*([send] * copies), timeout=timeout)
+
+def json_kind(response: requests.Response) -> bool:
+    """True when the response says it is JSON (``Content-Type: application/json``)."""
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def expect_factory(factory: Any, *, example: str) -> None:
+    """Fail clearly when the learner passed an app (or something else) for a factory.
+
+    ``example`` is how the learner's factory is named in the exercise, e.g.
+    ``"make_gateway"``. Use it before wrapping the factory in a lambda of the check's
+    own, so that the learner's mistake is not reported as the check's.
+    """
+    from flask import Flask
+
+    if isinstance(factory, Flask):
+        raise CheckFailed(
+            f"Pass the factory function itself (e.g. {example}), not an app it built"
+            f" ({example}(...)): the check needs to build fresh apps.")
+    if not callable(factory):
+        raise CheckFailed(
+            f"Expected an app factory (a function that returns a Flask app, like"
+            f" {example}), got {type(factory).__name__}.")

@@ -21,6 +21,7 @@ from ..errors import CheckError, LabkitError
 from .context import CheckContext, new_seed, running
 from .registry import CheckFailed, Question, get_question
 from .result import CheckResult, stable_text
+from .seal import sealed_runner
 
 STUB_MESSAGE = (
     "Your code still raises NotImplementedError: replace the stub (the line"
@@ -56,7 +57,12 @@ def check(question_id: str, *answers: Any, seed: int | None = None) -> CheckResu
     """
     question = get_question(question_id)
     _bind(question, answers)
-    result = run_question(question, answers, seed=seed)
+    sealed_run = sealed_runner()
+    if sealed_run is not None:  # under `labkit grade`: visible + hidden run, sealed
+        result, record = sealed_run(question.id, answers, seed)
+        object.__setattr__(result, "_record", record)
+    else:
+        result = run_question(question, answers, seed=seed)
     _show_result(result)
     return result
 

@@ -1,39 +1,37 @@
-"""``labkit grade``: run submitted notebooks and read back their check results.
+"""``labkit grade``: run submitted notebooks and score their sealed check records.
 
 For each submission the grader
 
-1. copies it into a fresh scratch folder (the submission itself is only read);
-2. runs it top to bottom in a child process (``python -m labkit.instructor.grading --worker``)
-   with nbclient and a kernel started from *this* Python (``sys.executable -m
-   ipykernel_launcher``), so the kernel sees the same labkit and packages as the
-   grader. ``allow_errors`` is on: one failing cell does not hide later checks;
-3. kills that child (and its kernel) when the notebook runs past ``timeout``;
-4. reads the ``application/vnd.labkit.check+json`` records from the executed
-   outputs. The last record of each question wins: what counts is the final state
-   of a top-to-bottom run, whatever order the learner ran cells in.
+1. reads it (only reads: the submission is never written to) and refuses, with a
+   reason, what is missing, empty, over :data:`MAX_NOTEBOOK_BYTES`, not UTF-8, not
+   JSON, or not nbformat 4;
+2. finds its chapter: from its name (``NN_*.ipynb``), else its ``labkit.chapter``
+   metadata (``labkit release`` writes it), else the ids of the checks its code calls
+   (``--chapter NN`` overrides all three);
+3. runs it top to bottom in private scratch folders with a kernel that holds a fresh
+   secret key (:mod:`labkit.instructor.runner`). Each ``lk.check`` runs its question
+   twice, the visible check and then a hidden re-check with a fresh seed and extra
+   probes, and seals the record with the key (:mod:`labkit.checks.seal`);
+4. reads back the records whose seal is valid for this run. The record with the
+   highest sequence number of each question wins: what counts is the final state of
+   a top-to-bottom run. A record with a missing or wrong seal (displayed by hand,
+   copied from another notebook or an earlier run) is ignored and reported.
 
 Which questions a notebook must answer, and what each is worth, come from the
-question registry (chapter ``NN`` from the file name ``NN_*.ipynb``, or from the
-``labkit.chapter`` metadata that ``labkit release`` writes), never from the
-notebook: a deleted check cell scores 0 for its question.
+question registry, never from the notebook: a deleted check cell scores 0 for its
+question, and the score of a question is its hidden re-check.
 
-A corrupt file, a timeout or a dead kernel gives that notebook a row with an
-``error`` and a score of 0; the grader itself carries on.
+A submission that cannot be run, times out, kills its kernel or floods its output
+gets a row with an ``error`` and 0 points; the grader carries on.
 """
 
 from __future__ import annotations
 
-import csv
-import html
-import io
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
+import stat
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -42,12 +40,19 @@ import nbformat
 
 from ..checks.registry import Question, questions_for
 from ..checks.result import MIME_TYPE, CheckResult, stable_text
+from ..checks.seal import verify
 from ..errors import GradeError, LabkitError
+from .runner import MAX_OUTPUT_BYTES, new_key, run_notebook
 
 DEFAULT_TIMEOUT = 600.0  # seconds for a whole notebook
+_MB = 1024 * 1024
+MAX_NOTEBOOK_BYTES = 20 * _MB  # larger submissions are refused unread
+KERNEL_START_ATTEMPTS = 3  # a kernel that dies before the first cell is started again
 NO_CHECK = "no check ran for this question"
-REPORT_FORMATS = (".csv", ".json", ".html")
-_KIT_PARENT = str(Path(__file__).resolve().parent.parent)
+_CHECK_CALL = re.compile(r"""\bcheck\(\s*(?:question_id\s*=\s*)?['"](\d{2})\.[a-z][a-z0-9_]*['"]""")
+# Code that reaches into the kit's internals could forge a sealed record (see seal.py).
+_INTERNALS = re.compile(r"labkit\.(?:checks|questions|grad\w*)|\blk\.checks\b|vnd\.labkit"
+                        r"|LABKIT_GRADE|\b_?seal\b|__closure__|_REGISTRY|_SEALED")
 
 
 @dataclass
@@ -63,38 +68,98 @@ class CheckRow:
 
 @dataclass
 class NotebookGrade:
-    """The grade of one notebook. ``error`` says why it could not be graded."""
+    """The grade of one notebook. ``error`` says why it could not be graded.
+
+    ``learner`` is the learner id (from the folder or file name), ``chapter`` the
+    chapter it was graded as, ``notes`` what an instructor should know that did not
+    change the score (forged records, processes left running, kit internals used).
+    """
 
     notebook: str
     score: int
     max_score: int
     checks: list[CheckRow] = field(default_factory=list)
     error: str | None = None
+    learner: str = ""
+    chapter: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
         extra = f" error={self.error!r}" if self.error else ""
         return f"<NotebookGrade {self.notebook} {self.score}/{self.max_score}{extra}>"
 
     def to_json(self) -> dict:
-        """The JSON form: notebook, score, max_score, checks, error."""
+        """The JSON form: notebook, score, max_score, checks, error, learner, chapter, notes."""
         return {"notebook": self.notebook, "score": self.score,
                 "max_score": self.max_score,
-                "checks": [asdict(row) for row in self.checks], "error": self.error}
+                "checks": [asdict(row) for row in self.checks], "error": self.error,
+                "learner": self.learner, "chapter": self.chapter, "notes": self.notes}
+
+    @classmethod
+    def from_json(cls, data: dict) -> NotebookGrade:
+        """Rebuild a grade from :meth:`to_json` (used to merge shards)."""
+        try:
+            return cls(data["notebook"], data["score"], data["max_score"],
+                       [CheckRow(**row) for row in data["checks"]], data["error"],
+                       data.get("learner", ""), data.get("chapter"),
+                       list(data.get("notes", [])))
+        except (KeyError, TypeError) as exc:
+            raise GradeError(f"Not a graded notebook: {exc}.") from None
 
 
-# -- finding and reading submissions --------------------------------------------------
+@dataclass(frozen=True)
+class Submission:
+    """A notebook to grade, how it is named in reports, and whose it is."""
 
-def find_notebooks(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand folders into the notebooks they hold; keep missing paths (graded as errors)."""
-    found: list[Path] = []
+    path: Path
+    learner: str
+
+    @property
+    def label(self) -> str:
+        return str(self.path)
+
+
+# -- finding submissions --------------------------------------------------------------
+
+def learner_of(path: Path, root: Path | None = None) -> str:
+    """The learner id of a submission, from its folder or its file name.
+
+    * ``submissions/<learner>/03_x.ipynb`` (graded as ``submissions/``): ``<learner>``;
+    * ``<learner>_03_x.ipynb``, ``<learner>-03_x.ipynb`` or ``<learner>_03.ipynb``:
+      ``<learner>``;
+    * ``<learner>/03_x.ipynb`` (the file, or its folder, graded): ``<learner>``;
+    * otherwise the file name without ``.ipynb``.
+    """
+    if root is not None:
+        parts = path.relative_to(root).parts
+        if len(parts) > 1:
+            return parts[0]
+    match = re.match(r"(.+?)[-_ .]+\d{2}(?:_|$)", path.stem)
+    if match:
+        return match.group(1)
+    if re.match(r"\d{2}_", path.name):
+        folder = path.absolute().parent.name
+        if folder:
+            return folder
+    return path.stem
+
+
+def find_submissions(paths: Iterable[str | Path]) -> list[Submission]:
+    """Expand folders into the notebooks they hold; keep missing paths (graded as errors).
+
+    The order is the order of ``paths``, sorted within each folder: every shard of a
+    class computes the same list.
+    """
+    found: list[Submission] = []
+    paths = list(paths)
     for path in map(Path, paths):
         if path.is_dir():
-            found.extend(sorted(
+            found.extend(Submission(p, learner_of(p, path)) for p in sorted(
                 p for p in path.rglob("*.ipynb")
                 if p.is_file() and not any(part.startswith(".") for part in
                                            p.relative_to(path).parts)))
         else:
-            found.append(path)
+            found.append(Submission(path, learner_of(path)))
     if not found:
         names = ", ".join(map(str, paths)) or "(nothing)"
         raise GradeError(f"No notebooks found in {names}. Pass .ipynb files or folders"
@@ -102,159 +167,273 @@ def find_notebooks(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def find_notebooks(paths: Iterable[str | Path]) -> list[Path]:
+    """The notebook paths :func:`find_submissions` finds."""
+    return [submission.path for submission in find_submissions(paths)]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/4"`` -> ``(2, 4)``: shard 2 of 4 (counted from 1)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise GradeError(f"A shard is I/N with 1 <= I <= N (e.g. 2/4), not {text!r}.")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_positions(count: int, shard: tuple[int, int] | None) -> list[int]:
+    """Which of ``count`` submissions shard ``(I, N)`` grades: every N-th from I-1."""
+    if shard is None:
+        return list(range(count))
+    index, total = shard
+    return list(range(index - 1, count, total))
+
+
+# -- chapters --------------------------------------------------------------------------
+
+def _known_chapter(chapter: str) -> bool:
+    try:
+        return bool(questions_for(chapter))
+    except LabkitError:  # the chapter exists but its questions are broken: say so later
+        return True
+
+
 def chapter_of(path: Path, notebook: nbformat.NotebookNode | None = None) -> str | None:
-    """The chapter ``NN`` of a submission: from its name ``NN_*``, else its metadata."""
-    match = re.match(r"(\d{2})_", path.name) or re.search(r"(?<!\d)(\d{2})_[A-Za-z]",
-                                                          path.name)
-    if match:
+    """The chapter ``NN`` of a submission: from its name, its metadata, or its checks.
+
+    1. the file name: ``03_*.ipynb``, ``<learner>_03_*.ipynb`` or ``<learner>_03.ipynb``;
+    2. the ``labkit.chapter`` metadata that ``labkit release`` writes;
+    3. the chapter of most question ids in its ``lk.check("NN.name", ...)`` calls.
+
+    A step only counts when that chapter has graded questions.
+    """
+    match = re.match(r"(\d{2})_", path.name) or re.search(
+        r"(?<!\d)(\d{2})(?=_[A-Za-z]|\.ipynb$)", path.name)
+    if match and _known_chapter(match.group(1)):
         return match.group(1)
-    if notebook is not None:
-        chapter = notebook.metadata.get("labkit", {}).get("chapter")
-        if isinstance(chapter, str) and re.fullmatch(r"\d{2}", chapter):
-            return chapter
+    if notebook is None:
+        return None
+    chapter = notebook.metadata.get("labkit", {}).get("chapter")
+    if isinstance(chapter, str) and re.fullmatch(r"\d{2}", chapter) and _known_chapter(
+            chapter):
+        return chapter
+    counts = Counter(hit for cell in notebook.cells if cell.cell_type == "code"
+                     for hit in _CHECK_CALL.findall(cell.source))
+    ranked = [(n, ch) for ch, n in counts.most_common() if _known_chapter(ch)]
+    if ranked and (len(ranked) == 1 or ranked[0][0] > ranked[1][0]):
+        return ranked[0][1]
     return None
 
 
-def collect_results(notebook: nbformat.NotebookNode) -> dict[str, CheckResult]:
-    """Every check record in the outputs, by question id; the last one wins."""
-    results: dict[str, CheckResult] = {}
+# -- reading a submission --------------------------------------------------------------
+
+def read_submission(path: Path, *, max_bytes: int = MAX_NOTEBOOK_BYTES
+                    ) -> tuple[bytes, nbformat.NotebookNode] | str:
+    """The bytes and notebook of ``path``, or why it cannot be graded (a string)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as exc:
+        return f"cannot read the file ({exc.strerror})"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_size > max_bytes:
+        return (f"the file is {info.st_size / _MB:.1f} MB, over the"
+                f" {max_bytes / _MB:g} MB limit for a submission (clear its outputs:"
+                " Edit > Clear Outputs of All Cells, save, and submit again)")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        return f"cannot read the file ({exc.strerror})"
+    if len(data) > max_bytes:
+        return f"the file is over the {max_bytes / _MB:g} MB limit for a submission"
+    if not data.strip():
+        return "the file is empty"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not a readable notebook (the file is not UTF-8 text)"
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return "not a readable notebook (the file is not valid JSON)"
+    if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
+        return "not a readable notebook (JSON, but not a Jupyter notebook)"
+    version = raw.get("nbformat")
+    if version != 4:
+        return (f"a notebook in format {version!r}: only nbformat 4 is graded (open it"
+                " in Jupyter, save it, and submit the saved file)")
+    try:
+        notebook = nbformat.reads(text, as_version=4)
+        nbformat.validate(notebook)
+    except Exception as exc:  # nbformat raises several kinds for broken files
+        first_line = (str(exc).strip().splitlines() or [""])[0][:100]
+        return f"not a readable notebook ({type(exc).__name__}: {first_line})"
+    return data, notebook
+
+
+# -- scoring -----------------------------------------------------------------------------
+
+def _records(notebook: nbformat.NotebookNode) -> Iterable[object]:
     for cell in notebook.cells:
         for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            if output.get("output_type") not in ("display_data", "execute_result"):
-                continue
-            result = CheckResult.from_json(output.get("data", {}).get(MIME_TYPE))
-            if result is not None:
-                results[result.id] = result
-    return results
+            if output.get("output_type") in ("display_data", "execute_result",
+                                             "update_display_data"):
+                data = output.get("data", {})
+                if MIME_TYPE in data:
+                    yield data[MIME_TYPE]
+
+
+def collect_results(notebook: nbformat.NotebookNode, *, key: bytes | None = None,
+                    run: str | None = None) -> tuple[dict[str, CheckResult], list[str]]:
+    """The check records of ``notebook`` by question id, and the ids of rejected ones.
+
+    With a ``key``, only records sealed with it during ``run`` count, and the one with
+    the highest sequence number wins; every other record is rejected. Without a key
+    (a learner's own view of their progress) every record counts, the last one wins.
+    """
+    results: dict[str, tuple[int, CheckResult]] = {}
+    rejected: list[str] = []
+    for position, record in enumerate(_records(notebook)):
+        result = CheckResult.from_json(record)
+        if key is not None and not verify(record, key=key, run=run or ""):
+            name = result.id if result is not None else (
+                record.get("id") if isinstance(record, dict) else None)
+            rejected.append(name if isinstance(name, str) else "an unknown question")
+            continue
+        if result is None:
+            continue
+        order = record["seq"] if key is not None else position
+        if result.id not in results or order > results[result.id][0]:
+            results[result.id] = (order, result)
+    return {qid: result for qid, (_, result) in results.items()}, rejected
 
 
 def score(label: str, expected: list[Question], found: dict[str, CheckResult],
-          error: str | None = None) -> NotebookGrade:
+          error: str | None = None, *, rejected: Iterable[str] = ()) -> NotebookGrade:
     """Grade ``found`` results against the ``expected`` questions of the registry.
 
     Points come from the registry: a passed check earns its question's points, a
     failed or missing one earns 0. With an ``error`` every question earns 0.
     """
+    rejected = set(rejected)
     rows = []
     for question in expected:
         result = found.get(question.id)
         if error is not None:
             rows.append(CheckRow(question.id, False, 0, question.points,
                                  f"not graded: {error}"))
-        elif result is None:
-            rows.append(CheckRow(question.id, False, 0, question.points, NO_CHECK))
+            continue
+        if result is None:
+            message = NO_CHECK
+            if question.id in rejected:
+                message = f"forged or copied record for {question.id} ignored; {NO_CHECK}"
+            rows.append(CheckRow(question.id, False, 0, question.points, message))
         else:
+            message = result.message
+            if question.id in rejected:
+                message += f" (a forged or copied record for {question.id} was ignored)"
             rows.append(CheckRow(question.id, result.passed,
                                  question.points if result.passed else 0,
-                                 question.points, result.message))
+                                 question.points, message))
+    notes = [f"forged or copied record for {qid}" for qid in sorted(rejected)]
     return NotebookGrade(label, sum(row.points for row in rows),
-                         sum(q.points for q in expected), rows, error)
+                         sum(q.points for q in expected), rows, error, notes=notes)
 
 
-# -- running one notebook -------------------------------------------------------------
-
-def _kill_group(pid: int) -> None:
+def _expected(chapter: str | None) -> list[Question]:
     try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
+        return questions_for(chapter) if chapter else []
+    except LabkitError:
+        return []
+
+
+def grade_notebook(submission: Submission | str | Path, *,
+                   timeout: float = DEFAULT_TIMEOUT, cell_timeout: float | None = None,
+                   chapter: str | None = None, max_bytes: int = MAX_NOTEBOOK_BYTES,
+                   max_output: int = MAX_OUTPUT_BYTES) -> NotebookGrade:
+    """Grade one submission. Never raises for a bad submission: see ``error``."""
+    if not isinstance(submission, Submission):
+        submission = Submission(Path(submission), learner_of(Path(submission)))
+    path = submission.path
+
+    def finish(grade: NotebookGrade, detected: str | None) -> NotebookGrade:
+        grade.learner, grade.chapter = submission.learner, detected
+        return grade
+
+    read = read_submission(path, max_bytes=max_bytes)
+    if isinstance(read, str):
+        detected = chapter or chapter_of(path)
+        return finish(score(submission.label, _expected(detected), {}, stable_text(read)),
+                      detected)
+    data, notebook = read
+    detected = chapter or chapter_of(path, notebook)
+    if detected is None:
+        return finish(NotebookGrade(
+            submission.label, 0, 0, [], "cannot tell which chapter this notebook belongs"
+            " to (no NN_ in its name, no labkit metadata, no lk.check calls): grade it"
+            " with --chapter NN"), None)
+    try:
+        expected = questions_for(detected)
+    except LabkitError as exc:
+        return finish(NotebookGrade(submission.label, 0, 0, [], str(exc)), detected)
+    if not expected:
+        return finish(NotebookGrade(submission.label, 0, 0, [],
+                                    f"chapter {detected} has no graded questions"), detected)
+    for _attempt in range(KERNEL_START_ATTEMPTS):
+        key, run = new_key()  # a fresh key for every run, retries included
+        outcome = run_notebook(data, key=key, run=run, timeout=timeout,
+                               cell_timeout=cell_timeout or timeout, max_output=max_output)
+        if not outcome.kernel_failed_to_start:  # a busy machine can lose a kernel at start
+            break
+    if outcome.error is not None or outcome.executed is None:
+        grade = score(submission.label, expected, {},
+                      stable_text(outcome.error or "the notebook did not run"))
+    else:
+        found, rejected = collect_results(outcome.executed, key=key, run=run)
+        grade = score(submission.label, expected, found, rejected=rejected)
+    grade.notes.extend(outcome.notes)
+    used = sorted({hit for cell in notebook.cells if cell.cell_type == "code"
+                   for hit in _INTERNALS.findall(cell.source)})
+    if used:
+        grade.notes.append(f"its code reaches into the kit's internals ({', '.join(used)}):"
+                           " read it before trusting the score")
+    return finish(grade, detected)
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, n: int) -> None:
         pass
 
 
-def _run_worker(copy: Path, *, timeout: float, cell_timeout: float
-                ) -> tuple[nbformat.NotebookNode | None, str | None]:
-    """Execute ``copy`` in a child process; return (executed notebook, error)."""
-    scratch = copy.parent
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (_KIT_PARENT, env.get("PYTHONPATH")) if p)  # grade with this kit
-    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    env.setdefault("JUPYTER_PLATFORM_DIRS", "1")
-    env["MPLBACKEND"] = "agg"
-    with open(scratch / "worker.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "labkit.instructor.grading", "--worker", copy.name,
-             str(cell_timeout)],
-            cwd=scratch, env=env, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True)
-        timed_out = False
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:  # never leave the worker or its kernel behind
-            if process.poll() is None:
-                _kill_group(process.pid)
-            process.wait()
-            if timed_out or process.returncode != 0:
-                pid_file = scratch / "kernel.pid"
-                if pid_file.exists() and pid_file.read_text().strip().isdigit():
-                    _kill_group(int(pid_file.read_text()))
-    if timed_out:
-        return None, (f"timed out after {timeout:g} s (a cell kept running: an endless"
-                      " loop, or waiting for something that never comes?)")
-    status_file = scratch / "status.json"
-    if not status_file.exists():
-        tail = (scratch / "worker.log").read_text(errors="replace").strip().splitlines()
-        return None, f"the notebook runner failed: {tail[-1] if tail else 'no output'}"
-    error = json.loads(status_file.read_text())["error"]
-    try:
-        executed = nbformat.read(scratch / "executed.ipynb", as_version=4)
-    except (OSError, ValueError) as exc:
-        return None, error or f"the executed notebook could not be read back: {exc}"
-    return executed, error
+def _progress_bar(total: int, *, shown: bool):  # noqa: ANN202
+    """tqdm on stderr (it shows the time left), or nothing at all."""
+    if not shown:
+        return _NoBar()  # not even tqdm's monitor thread
+    from tqdm import tqdm
+
+    tqdm.monitor_interval = 0  # no background thread that outlives the grading
+    return tqdm(total=total, unit="notebook", leave=False, dynamic_ncols=True)
 
 
-def grade_notebook(path: Path, *, timeout: float = DEFAULT_TIMEOUT,
-                   cell_timeout: float | None = None) -> NotebookGrade:
-    """Grade one submission. Never raises for a bad submission: see ``error``."""
-    label = str(path)
-
-    def failed(reason: str) -> NotebookGrade:
-        chapter = chapter_of(path)
-        try:
-            expected = questions_for(chapter) if chapter else []
-        except LabkitError:
-            expected = []
-        return score(label, expected, {}, stable_text(reason))
-
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return failed("file not found")
-    except OSError as exc:
-        return failed(f"cannot read the file ({exc.strerror})")
-    try:
-        notebook = nbformat.reads(data.decode("utf-8"), as_version=4)
-    except UnicodeDecodeError:
-        return failed("not a readable notebook (the file is not UTF-8 text)")
-    except nbformat.reader.NotJSONError:
-        return failed("not a readable notebook (the file is not valid JSON)")
-    except Exception as exc:  # nbformat raises several kinds for broken files
-        first_line = (str(exc).strip().splitlines() or [""])[0][:100]
-        return failed(f"not a readable notebook ({type(exc).__name__}: {first_line})")
-    chapter = chapter_of(path, notebook)
-    if chapter is None:
-        return NotebookGrade(label, 0, 0, [], "cannot tell which chapter this notebook"
-                             " belongs to: name it NN_<something>.ipynb")
-    try:
-        expected = questions_for(chapter)
-    except LabkitError as exc:
-        return NotebookGrade(label, 0, 0, [], str(exc))
-    if not expected:
-        return NotebookGrade(label, 0, 0, [], f"chapter {chapter} has no graded questions")
-    with tempfile.TemporaryDirectory(prefix="labkit-grade-") as scratch:
-        copy = Path(scratch) / "submission.ipynb"
-        copy.write_bytes(data)
-        executed, error = _run_worker(copy, timeout=timeout,
-                                      cell_timeout=cell_timeout or timeout)
-    if error is not None:
-        return score(label, expected, {}, stable_text(error))
-    return score(label, expected, collect_results(executed))
-
-
-def grade(paths: Iterable[str | Path], *, timeout: float = DEFAULT_TIMEOUT,
-          cell_timeout: float | None = None, jobs: int = 1) -> list[NotebookGrade]:
+def grade(paths: Iterable[str | Path] | list[Submission], *,
+          timeout: float = DEFAULT_TIMEOUT, cell_timeout: float | None = None,
+          jobs: int = 1, chapter: str | None = None,
+          shard: tuple[int, int] | None = None, progress: bool = False
+          ) -> list[NotebookGrade]:
     """Grade every notebook in ``paths`` (files or folders), ``jobs`` at a time.
+
+    Args:
+        chapter: grade every notebook as this chapter (``"03"``), whatever its name.
+        shard: ``(I, N)``: grade only shard I of N (see :func:`shard_positions`).
+        progress: show a progress bar with the time left (on stderr).
 
     Returns one :class:`NotebookGrade` per notebook, in the order found (sorted
     within a folder), whatever ``jobs`` is.
@@ -263,158 +442,21 @@ def grade(paths: Iterable[str | Path], *, timeout: float = DEFAULT_TIMEOUT,
         raise GradeError(f"jobs must be a whole number >= 1, not {jobs!r}.")
     if not timeout or timeout <= 0:
         raise GradeError(f"timeout must be a positive number of seconds, not {timeout!r}.")
-    notebooks = find_notebooks(paths)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(
-            lambda path: grade_notebook(path, timeout=timeout, cell_timeout=cell_timeout),
-            notebooks))
-
-
-# -- reports -------------------------------------------------------------------------
-
-def _question_ids(grades: list[NotebookGrade]) -> list[str]:
-    return sorted({row.id for grade in grades for row in grade.checks})
-
-
-def format_table(grades: list[NotebookGrade]) -> str:
-    """A plain-text table: one line per notebook, points per question."""
-    ids = _question_ids(grades)
-    header = ["notebook", "score", *ids, "error"]
-    lines = []
-    for grade in grades:
-        points = {row.id: f"{row.points}/{row.max_points}" for row in grade.checks}
-        error = grade.error or ""
-        lines.append([grade.notebook, f"{grade.score}/{grade.max_score}",
-                      *(points.get(qid, "-") for qid in ids),
-                      error if len(error) <= 72 else error[:69] + "..."])
-    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
-    out = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
-           for row in [header, *lines]]
-    out.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(out)
-
-
-def to_csv(grades: list[NotebookGrade]) -> str:
-    """CSV: notebook, score, max_score, error, then the points of each question."""
-    ids = _question_ids(grades)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["notebook", "score", "max_score", "error", *ids])
-    for grade in grades:
-        points = {row.id: row.points for row in grade.checks}
-        writer.writerow([grade.notebook, grade.score, grade.max_score, grade.error or "",
-                         *(points.get(qid, "") for qid in ids)])
-    return buffer.getvalue()
-
-
-def to_json(grades: list[NotebookGrade]) -> str:
-    """JSON: a list of {notebook, score, max_score, checks, error}."""
-    return json.dumps([grade.to_json() for grade in grades], indent=2,
-                      ensure_ascii=False) + "\n"
-
-
-def to_html(grades: list[NotebookGrade]) -> str:
-    """A self-contained HTML page: a score table, then each notebook's messages."""
-    esc = html.escape
-    ids = _question_ids(grades)
-    head = "".join(f"<th>{esc(qid)}</th>" for qid in ids)
-    rows, details = [], []
-    for grade in grades:
-        by_id = {row.id: row for row in grade.checks}
-        cells = "".join(
-            f'<td class="{"pass" if by_id[qid].passed else "fail"}"'
-            f' title="{esc(by_id[qid].message)}">{by_id[qid].points}/{by_id[qid].max_points}</td>'
-            if qid in by_id else "<td>-</td>" for qid in ids)
-        rows.append(f"<tr><td>{esc(grade.notebook)}</td><td><b>{grade.score}/"
-                    f"{grade.max_score}</b></td>{cells}<td class=\"err\">"
-                    f"{esc(grade.error or '')}</td></tr>")
-        items = "".join(f"<li class=\"{'pass' if row.passed else 'fail'}\"><b>{esc(row.id)}"
-                        f"</b> {row.points}/{row.max_points}: {esc(row.message)}</li>"
-                        for row in grade.checks)
-        details.append(f"<h2>{esc(grade.notebook)}</h2><ul>{items}</ul>")
-    return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>labkit grade report"
-        "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
-        "collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-        ".pass{color:#1a7f37}.fail{color:#cf222e}.err{color:#9a6700}h2{font-size:1em}"
-        "</style></head><body><h1>labkit grade report</h1>"
-        f"<table><tr><th>notebook</th><th>score</th>{head}<th>error</th></tr>"
-        f"{''.join(rows)}</table>{''.join(details)}</body></html>\n")
-
-
-def check_report_path(out: str | Path) -> Path:
-    """Validate a report path before grading starts (format and folder)."""
-    out = Path(out)
-    if out.suffix.lower() not in REPORT_FORMATS:
-        raise GradeError(f"Cannot write a report to {out}: use a name ending in .csv,"
-                         " .json or .html.")
-    if not out.parent.is_dir():
-        raise GradeError(f"Cannot write a report to {out}: the folder {out.parent} does"
-                         " not exist.")
-    return out
-
-
-def write_report(grades: list[NotebookGrade], out: str | Path) -> Path:
-    """Write the grades as CSV, JSON or HTML, chosen by the suffix of ``out``."""
-    out = check_report_path(out)
-    render = {".csv": to_csv, ".json": to_json, ".html": to_html}[out.suffix.lower()]
-    try:
-        out.write_text(render(grades), encoding="utf-8")
-    except OSError as exc:
-        raise GradeError(f"Cannot write the report to {out}: {exc.strerror}. Pick"
-                         " another --out path.") from exc
-    return out
-
-
-# -- the worker: runs inside the child process ----------------------------------------
-
-def _kernel_manager():  # noqa: ANN202 (jupyter_client types are heavy to import)
-    """A kernel manager whose kernel is ``sys.executable -m ipykernel_launcher``.
-
-    Asking for "python3" by name could find another Python's kernelspec (a user
-    or system one); the grader wants the kernel of the Python that runs it.
-    """
-    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager
-
-    class ThisPython(KernelSpecManager):
-        def get_kernel_spec(self, kernel_name: str, *args: object, **kwargs: object
-                            ) -> KernelSpec:
-            return KernelSpec(
-                argv=[sys.executable, "-m", "ipykernel_launcher", "-f",
-                      "{connection_file}"],
-                display_name="Python 3 (labkit grade)", language="python",
-                resource_dir="")
-
-    return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=ThisPython())
-
-
-def _worker(notebook_name: str, cell_timeout: float) -> int:
-    """Execute ``notebook_name`` (in the current folder); write executed.ipynb."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    scratch = Path.cwd()
-    error: str | None = None
-    notebook = nbformat.read(scratch / notebook_name, as_version=4)
-    client = NotebookClient(
-        notebook, km=_kernel_manager(), timeout=cell_timeout, allow_errors=True,
-        shutdown_kernel="immediate", resources={"metadata": {"path": str(scratch)}})
-    client.on_notebook_start = lambda notebook: (scratch / "kernel.pid").write_text(
-        str(client.km.provisioner.pid))
-    try:
-        client.execute()
-    except CellTimeoutError:
-        error = f"a cell ran longer than {cell_timeout:g} s"
-    except DeadKernelError:
-        error = "the kernel died (a cell crashed Python or called exit)"
-    except Exception as exc:
-        error = f"the notebook could not be run ({type(exc).__name__}: {exc})"
-    finally:
-        nbformat.write(notebook, scratch / "executed.ipynb")
-        (scratch / "status.json").write_text(json.dumps({"error": error}))
-    return 0
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
-    sys.exit(_worker(sys.argv[2], float(sys.argv[3])))
+    if chapter is not None and not re.fullmatch(r"\d{2}", str(chapter)):
+        raise GradeError(f"A chapter is two digits such as 03, not {chapter!r}.")
+    if chapter is not None and not _expected(chapter):
+        raise GradeError(f"Chapter {chapter} has no graded questions.")
+    paths = list(paths)
+    submissions = (paths if paths and all(isinstance(p, Submission) for p in paths)
+                   else find_submissions(paths))
+    chosen = [submissions[i] for i in shard_positions(len(submissions), shard)]
+    grades: list[NotebookGrade | None] = [None] * len(chosen)
+    with ThreadPoolExecutor(max_workers=jobs) as pool, _progress_bar(
+            len(chosen), shown=progress) as bar:
+        futures = {pool.submit(grade_notebook, submission, timeout=timeout,
+                               cell_timeout=cell_timeout, chapter=chapter): index
+                   for index, submission in enumerate(chosen)}
+        for future in as_completed(futures):
+            grades[futures[future]] = future.result()
+            bar.update(1)
+    return grades  # type: ignore[return-value]

@@ -39,7 +39,9 @@ import requests
 from ..errors import LabkitError
 
 WINDOW = 30.0        # seconds of history the chart shows
-REDRAW_EVERY = 1.0   # seconds between redraws, at most: drawing must not slow the load
+REDRAW_EVERY = 1.0   # seconds between chart redraws, at most: drawing must not slow the load
+TOPOLOGY_EVERY = 5.0  # seconds between topology redraws when no server changed state
+DPI = 60             # the live pictures are small PNGs: cheap to draw and to send
 MAX_USERS = 32
 MAX_RATE = 500.0     # requests per second, all users together
 
@@ -266,6 +268,16 @@ class Panel:
         fig = Figure(figsize=(11, 3.6), layout="constrained")
         left, right = fig.subplots(1, 2, width_ratios=[1, 1.3])
         self.cluster.draw(ax=left, store="Redis" if self.store is not None else None)
+        self.chart(ax=right)
+        return fig
+
+    def chart(self, ax: Any = None) -> Any:
+        """Latency of the last seconds: failures marked ``x``, down periods shaded."""
+        from matplotlib.figure import Figure
+
+        if ax is None:
+            ax = Figure(figsize=(6, 3.2), layout="constrained").add_subplot()
+        right = ax
         now = self._now()
         recent = self.samples()
         good = [s for s in recent if s.ok]
@@ -284,7 +296,7 @@ class Panel:
         right.set_xlabel("seconds ago")
         right.set_ylabel("latency (ms)")
         right.legend(fontsize=8, loc="upper left")
-        return fig
+        return right.figure
 
     # -- the widgets ---------------------------------------------------------------
 
@@ -362,9 +374,13 @@ class _View:
         self.users.observe(lambda ch: panel.set_load(users=ch["new"]), names="value")
         self.rate.observe(lambda ch: panel.set_load(rate=ch["new"]), names="value")
         self.counts = w.HTML()
-        self.plot = w.Output()
+        self.topology = w.Image(format="png", layout=w.Layout(width="45%"))
+        self.latency = w.Image(format="png", layout=w.Layout(width="55%"))
+        self._states: tuple = ()
+        self._topology_at = 0.0
         self.box = w.VBox([w.HBox(list(self.buttons.values())),
-                           w.HBox([self.go, self.users, self.rate]), self.counts, self.plot])
+                           w.HBox([self.go, self.users, self.rate]), self.counts,
+                           w.HBox([self.topology, self.latency])])
         self.refresh(figure=True)
 
     def _press(self, name: str) -> None:
@@ -389,14 +405,25 @@ class _View:
         self.counts.value = (f"<b>ok</b> {c['ok']} &nbsp; <b>failed</b> {c['failed']} &nbsp;"
                              f" <b>sessions lost</b> {c['sessions_lost']} &nbsp;"
                              f" <b>retries</b> {retries} &nbsp; | {per}")
-        if figure and time.monotonic() - self._drawn_at >= REDRAW_EVERY * 0.9:
-            self._drawn_at = time.monotonic()
-            fig = self.panel.figure()
-            from IPython.display import display
+        if not figure:
+            return
+        now = time.monotonic()
+        states = tuple(self.panel.is_up(name) for name in self.buttons)
+        if states != self._states or now - self._topology_at >= TOPOLOGY_EVERY:
+            self._states, self._topology_at = states, now
+            store = "Redis" if self.panel.store is not None else None
+            self.topology.value = _png(self.panel.cluster.draw(store=store))
+        if now - self._drawn_at >= REDRAW_EVERY * 0.9:
+            self._drawn_at = now
+            self.latency.value = _png(self.panel.chart())
 
-            with self.plot:
-                self.plot.clear_output(wait=True)
-                display(fig)
+
+def _png(figure: Any) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
 
 
 def panel(cluster: Any, **options: Any) -> Panel:

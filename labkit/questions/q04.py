@@ -5,18 +5,32 @@
 * ``04.redis_store``: a session store that lives in a real Redis, with an idle TTL;
 * ``04.store_down``: an app that answers 503 with a reason while the store is down and
   recovers by itself when it returns.
+
+Every check draws what the learner cannot see (user names, items, which server
+writes and which reads, timeouts, prefixes) from the run's seed: see
+:mod:`labkit.checks.context`.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import string
+import threading as _threading
 import time
 from typing import Any, Callable
 
 import requests
 
-from ..checks import CheckFailed, probe, question
+from ..checks import CheckFailed, context, probe, question
 
-BIG_ITEM = "x" * 2_000  # makes a write-update message impossible to miss
+SMALL_MESSAGE = 100   # bytes: a notice ("invalidate", version) is far below this,
+                      # and every session of the check is bigger (long user names)
+URL_SAFE = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+def _word(rng: Any, length: int = 6) -> str:
+    return "".join(rng.choice(string.ascii_lowercase) for _ in range(length))
 
 
 # ------------------------------------------------------------------ write-invalidate
@@ -26,19 +40,148 @@ def _dry_run(replica_class: Any) -> None:
 
     if not (isinstance(replica_class, type) and issubclass(replica_class, Replica)):
         raise CheckFailed("Pass your class itself (e.g. MyInvalidate), a subclass of"
-                          f" labkit.state.replication.Replica, not {type(replica_class).__name__}.")
+                          " labkit.state.replication.Replica, not"
+                          f" {type(replica_class).__name__}.")
+    rng = context().rng
     alone = replica_class("s1", Replication(replica_class))  # no peers: nothing is sent
-    alone.write("probe", {"user": "ada", "cart": []})
+    data = {"user": _word(rng), "cart": [_word(rng)]}
+    alone.write("probe", data)
     got = alone.read("probe")
-    if got != {"user": "ada", "cart": []}:
-        raise CheckFailed(f"On a server alone, read() right after write() should return the"
+    if got != data:
+        raise CheckFailed("On a server alone, read() right after write() should return the"
                           f" data just written, but it returned {got!r}.")
+    try:
+        unknown = alone.read("never-written")
+    except Exception as exc:
+        raise CheckFailed("read() of a session this server never heard of should return None"
+                          f" (nothing to answer from, nobody to ask), but it raised"
+                          f" {type(exc).__name__}.") from None
+    if unknown is not None:
+        raise CheckFailed("read() of a session this server never heard of should return"
+                          " None (nothing to answer from, nobody to ask).")
 
 
-def _cart(server: Any, client: requests.Session, what: str) -> tuple[list, int]:
-    response = probe.call("GET", server.url + "/cart", session=client, what=what)
-    probe.expect_status(response, 200, what)
-    return probe.expect_json(response, what)["cart"], int(response.headers["X-Peer-Messages"])
+class _Carts:
+    """Drives the replicated cart app and keeps the truth to compare with."""
+
+    def __init__(self, servers: list, group: Any) -> None:
+        self.servers, self.group = servers, group
+        self.clients: dict[str, requests.Session] = {}
+        self.truth: dict[str, list[str]] = {}
+        self.owner: dict[str, str] = {}
+        self.fresh: dict[str, set[str]] = {}   # servers that hold a valid copy
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+
+    def login(self, user: str, server: Any) -> None:
+        client = self.clients.setdefault(user, requests.Session())
+        what = f"POST /login as a new user on {server.name}"
+        self.group.reset()
+        probe.expect_status(probe.call("POST", server.url + "/login", json={"user": user},
+                                       session=client, what=what), 200, what)
+        self.truth[user], self.owner[user], self.fresh[user] = [], server.name, {server.name}
+        self.no_session_sent(f"A login (a first write) on {server.name}")
+
+    def write(self, user: str, server: Any, item: str) -> None:
+        what = f"POST /cart on {server.name}"
+        self.group.reset()
+        answer = probe.call("POST", server.url + "/cart", json={"item": item},
+                            session=self.clients[user], what=what)
+        probe.expect_status(answer, 200, what)
+        self.truth[user] = [*self.truth[user], item]
+        self.owner[user], self.fresh[user] = server.name, {server.name}
+        self.no_session_sent(f"A write on {server.name}")
+
+    def no_session_sent(self, what: str) -> None:
+        # Every message the writer sends is small, whatever its kind: the body of a
+        # "fetch" is empty too (the data comes back in the reply, which is not counted).
+        big = [m for m in self.group.messages if m.nbytes > SMALL_MESSAGE]
+        if big:
+            raise CheckFailed(
+                f"{what} sent a {big[0].kind!r} message of {big[0].nbytes}"
+                f" bytes to {big[0].receiver}: the session itself travelled. That is"
+                " write-update. Write-invalidate sends peers only a short notice (the"
+                " version), and they fetch the data when they need it.")
+
+    def read(self, user: str, server: Any, story: str) -> None:
+        what = f"GET /cart on {server.name} ({story})"
+        answer = probe.call("GET", server.url + "/cart", session=self.clients[user], what=what)
+        probe.expect_status(answer, 200, what)
+        cart = probe.expect_json(answer, what).get("cart")
+        if cart != self.truth[user]:
+            raise CheckFailed(
+                f"Stale read: {what} answered a cart of {len(cart or [])} item(s), but the"
+                f" latest version has {len(self.truth[user])}. A write must invalidate the"
+                " peers' copies, and a server with an invalid copy must fetch the latest"
+                " version from the server that wrote it last.")
+        sent = int(answer.headers.get("X-Peer-Messages", "0"))
+        if server.name in self.fresh[user] and sent:
+            why = ("it wrote the session last" if server.name == self.owner[user]
+                   else "it already fetched the latest version")
+            raise CheckFailed(
+                f"{what} cost {sent} peer message(s), although {server.name} holds a valid"
+                f" copy ({why}). Keep the copy you wrote or fetched: it stays valid until"
+                " the next invalidation.")
+        if sent > 1:
+            raise CheckFailed(f"{what} sent {sent} peer messages: an invalidated copy needs"
+                              " one 'fetch', to the owner (the sender of the invalidation).")
+        self.fresh[user].add(server.name)
+
+
+def _cart_writer(carts: _Carts, user: str, server: Any, item: str) -> Callable[[], None]:
+    """One of several simultaneous writers (no checks on messages: they overlap)."""
+    def write() -> None:
+        what = f"POST /cart on {server.name} (two writes at the same time)"
+        answer = probe.call("POST", server.url + "/cart", json={"item": item},
+                            session=carts.clients[user], what=what)
+        probe.expect_status(answer, 200, what)
+    return write
+
+
+class _OwnedLock:
+    """A lock that knows which thread holds it (to catch a send made while holding it)."""
+
+    def __init__(self) -> None:
+        self._lock = _threading.Lock()
+        self.owner: int | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got = self._lock.acquire(blocking, timeout)
+        if got:
+            self.owner = _threading.get_ident()
+        return got
+
+    def release(self) -> None:
+        self.owner = None
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _watched(replica_class: type, held: list[str]) -> type:
+    """The learner's class, with a lock that notes a send made while holding it."""
+
+    class Watched(replica_class):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if type(self.lock) is type(_threading.Lock()):  # the kit's plain lock only
+                self.lock = _OwnedLock()
+
+        def send(self, peer: str, kind: str, sid: str, body: dict | None = None) -> Any:
+            if isinstance(self.lock, _OwnedLock) and self.lock.owner == _threading.get_ident():
+                held.append(kind)
+            return super().send(peer, kind, sid, body)
+
+    Watched.__name__ = Watched.__qualname__ = replica_class.__name__
+    return Watched
 
 
 @question("04.write_invalidate", points=3, hints=[
@@ -48,7 +191,8 @@ def _cart(server: Any, client: requests.Session, what: str) -> tuple[list, int]:
     " Copy(None, version, owner=sender). In read(), if copy.data is None, call"
     " self.send(copy.owner, 'fetch', sid) and keep what comes back.",
     "on_message: for 'fetch' return {'data': copy.data, 'version': copy.version} when"
-    " you hold valid data; for anything else, fall back to super().on_message(...).",
+    " you hold valid data; for anything else, fall back to super().on_message(...)."
+    " Never hold self.lock while you send: the peer may be sending to you.",
 ])
 def write_invalidate(replica_class: Any) -> str:
     "Write a Replica subclass that keeps sessions coherent by write-invalidate."
@@ -56,174 +200,317 @@ def write_invalidate(replica_class: Any) -> str:
     from ..state.replication import Replication
 
     _dry_run(replica_class)
-    group = Replication(replica_class)
-    with lk.Cluster(group.factory, size=3, name="check-04-invalidate") as cluster, \
-            requests.Session() as ada:
+    rng = context().rng
+    item = lambda: _word(rng, rng.randrange(600, 1500))  # noqa: E731  (a session > notice)
+    held: list[str] = []
+    group = Replication(_watched(replica_class, held))
+    with lk.Cluster(group.factory, size=3, name="check-04-invalidate") as cluster:
         group.connect(cluster)
-        s1, s2, s3 = cluster.servers
-        login = probe.call("POST", s1.url + "/login", json={"user": "ada"}, session=ada,
-                           what="POST /login on s1")
-        probe.expect_status(login, 200, "POST /login on s1")
-        cart, _ = _cart(s2, ada, "GET /cart on s2 after logging in on s1")
-        if cart != []:
-            raise CheckFailed(f"s2 should find ada's empty cart, but found {cart!r}.")
+        carts = _Carts(list(cluster.servers), group)
+        try:
+            users = [f"{_word(rng, rng.randrange(110, 160))}{i}" for i in range(2)]
+            for user in users:
+                a, b, c = rng.sample(carts.servers, 3)
+                carts.login(user, a)
+                carts.read(user, b, "after logging in on another server")
+                carts.write(user, a, item())
+                carts.read(user, b, "after a write on another server")
+                carts.read(user, b, "a second time, with nothing written since")
+                carts.read(user, c, "the third server")
+                carts.write(user, c, item())
+                carts.read(user, a, "after the session moved to another writer")
+                carts.read(user, c, "on the server that wrote last")
+                carts.read(user, b, "after the session moved to another writer")
+            for _ in range(8):  # then a random walk of writes and reads
+                user, server = rng.choice(users), rng.choice(carts.servers)
+                if rng.random() < 0.4:
+                    carts.write(user, server, item())
+                else:
+                    carts.read(user, server, "in a random sequence of writes and reads")
+            for server in carts.servers:  # a cookie for a session nobody ever had
+                what = f"GET /cart on {server.name} with an unknown session id"
+                with requests.Session() as stranger:
+                    stranger.cookies.set("sid", _word(rng, 40))
+                    answer = probe.call("GET", server.url + "/cart", what=what,
+                                        session=stranger)
+                probe.expect_status(answer, 401, what)
 
-        group.reset()
-        write = probe.call("POST", s1.url + "/cart", json={"item": BIG_ITEM}, session=ada,
-                           what="POST /cart on s1")
-        probe.expect_status(write, 200, "POST /cart on s1")
-        big = [m for m in group.messages if m.nbytes > 500]
-        if big:
-            raise CheckFailed(
-                f"Your write sent {big[0].nbytes} bytes to {big[0].receiver} (a"
-                f" {big[0].kind!r} message): the whole session travelled. That is"
-                " write-update. Write-invalidate sends peers only a short notice.")
-        cart, _ = _cart(s2, ada, "GET /cart on s2 after a write on s1")
-        if cart != [BIG_ITEM]:
-            raise CheckFailed(
-                "Stale read: after a write on s1, s2 still answered the old cart"
-                f" ({len(cart)} items). The write must invalidate s2's copy, and s2"
-                " must then fetch the new version from its owner.")
-        cart, sent = _cart(s2, ada, "GET /cart on s2 a second time")
-        if sent:
-            raise CheckFailed(
-                f"Reading again on s2 cost {sent} message(s). Keep the copy you fetched:"
-                " it stays valid until the next invalidation.")
-        if _cart(s3, ada, "GET /cart on s3")[0] != [BIG_ITEM]:
-            raise CheckFailed("s3 did not see the cart written on s1.")
-
-        tea = probe.call("POST", s3.url + "/cart", json={"item": "tea"}, session=ada,
-                         what="POST /cart on s3")
-        probe.expect_status(tea, 200, "POST /cart on s3")
-        for server in (s1, s2):
-            cart, _ = _cart(server, ada, f"GET /cart on {server.name} after a write on s3")
-            if cart != [BIG_ITEM, "tea"]:
+            if held:
                 raise CheckFailed(
-                    f"After a write on s3, {server.name} answered a cart of"
-                    f" {len(cart)} item(s) instead of 2: its copy was not invalidated,"
-                    " or it fetched from a server that is no longer the owner.")
+                    f"Your replica sent a {held[0]!r} message while holding self.lock. Two"
+                    " servers that do that at the same time wait for each other until the"
+                    " message times out. Copy what you need under the lock, release it,"
+                    " then send.")
+            # Two writers at once, on two servers: each invalidates the other's copy
+            # while being invalidated itself.
+            for round_ in range(2):
+                x, y = rng.sample(carts.servers, 2)
+                items = {users[0]: item(), users[1]: item()}
+                started = time.monotonic()
+                pairs = [(users[0], x), (users[1], y)]
+                probe.together(*(_cart_writer(carts, user, server, items[user])
+                                 for user, server in pairs))
+                took = time.monotonic() - started
+                for user in users:
+                    carts.truth[user] = [*carts.truth[user], items[user]]
+                    carts.owner[user] = dict(pairs)[user].name
+                    carts.fresh[user] = {carts.owner[user]}
+                if took > 1.5:
+                    raise CheckFailed(
+                        f"Two writes on two servers at the same time took {took:.0f} s or"
+                        " more: each server waited for the other. Do not hold self.lock"
+                        " while you send a message; the peer may be sending to you.")
+                for user in users:
+                    for server in carts.servers:
+                        carts.read(user, server, "after two simultaneous writes on two"
+                                   " servers")
+        finally:
+            carts.close()
     return "Coherent, and cheap: peers got short notices and fetched only when needed."
 
 
+
 # ------------------------------------------------------------------ a store in Redis
+def _common_run(ids: list[str]) -> int:
+    """The longest prefix or suffix two of ``ids`` share (random ids share ~nothing)."""
+    longest = 0
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            for text_a, text_b in ((a, b), (a[::-1], b[::-1])):
+                n = 0
+                while n < min(len(text_a), len(text_b)) and text_a[n] == text_b[n]:
+                    n += 1
+                longest = max(longest, n)
+    return longest
+
+
 @question("04.redis_store", points=3, hints=[
     "Every method talks to Redis through self.client; keep nothing in the object"
     " itself, so that every app server sees the same sessions.",
     "new(): sid = secrets.token_urlsafe(32); self.client.set(self.prefix + sid,"
     " json.dumps(data), ex=self.idle_timeout). get(): read it back with json.loads.",
     "get() must also push the expiry back: self.client.getex(key, ex=self.idle_timeout)"
-    " reads and refreshes in one step. delete() returns self.client.delete(key) == 1.",
+    " reads and refreshes in one step. save() uses set(..., xx=True), so that it never"
+    " brings back a session that is gone. delete() returns self.client.delete(key) == 1.",
 ])
 def redis_store(store_class: Callable[..., Any]) -> str:
     "Write a session store that keeps each session in Redis with an idle timeout."
     import labkit as lk
+    from ..apps import social
     from ..state.redis import RedisServer
 
+    rng = context().rng
+    idle = rng.randrange(120, 900)
+    prefix = f"{_word(rng, 4)}:"
     with RedisServer(name="check-04-redis") as redis_server:
         client = redis_server.client()
-        store = store_class(client, idle_timeout=1)
-        sid = store.new({"user": "ada"})
-        if not isinstance(sid, str) or len(sid) < 22:
-            raise CheckFailed(f"new() should return a random id of at least 128 bits (22"
-                              f" URL-safe characters), not {sid!r}.")
-        if len({store.new({}) for _ in range(20)}) != 20:
+        store = store_class(client, idle_timeout=idle, prefix=prefix)
+        user = _word(rng)
+        data = {"user": user, "cart": [_word(rng), "thé <&>"], "n": rng.randrange(1000)}
+        sid = store.new(dict(data))
+        if not isinstance(sid, str) or len(sid) < 22 or not URL_SAFE.match(sid):
+            raise CheckFailed(
+                "new() should return a random id of at least 128 bits written with URL-safe"
+                f" characters (22 or more of A-Z a-z 0-9 _ -), not {sid!r}:"
+                " secrets.token_urlsafe(32).")
+        if not client.exists(prefix + sid):
+            found = [k.replace(sid, "<sid>") for k in client.keys("*") if sid in k]
+            raise CheckFailed(
+                f"There is no Redis key prefix + sid (the store was made with prefix"
+                f" {prefix!r}); found {found or 'no key with the id'}. Use self.prefix.")
+        if not (idle - 5) * 1000 <= client.pttl(prefix + sid) <= idle * 1000:
+            raise CheckFailed(
+                f"A new session should expire after idle_timeout seconds (the store was"
+                f" made with idle_timeout={idle}), but its key's expiry is"
+                f" {'missing' if client.pttl(prefix + sid) < 0 else 'something else'}."
+                " Pass ex=self.idle_timeout when you SET it.")
+        if user in sid:
+            raise CheckFailed("The session id contains the user's name: an id must be pure"
+                              " randomness, or anyone can guess another user's.")
+        ids = [store.new({"user": user}) for _ in range(12)] + [sid]
+        if len(set(ids)) != len(ids):
             raise CheckFailed("new() returned the same id twice: use secrets.token_urlsafe.")
-        got = store.get(sid)
-        if got != {"user": "ada"}:
-            raise CheckFailed(f"get(sid) right after new({{'user': 'ada'}}) returned {got!r}.")
-        other = store_class(redis_server.client(), idle_timeout=1)
-        if other.get(sid) != {"user": "ada"}:
+        if _common_run(ids) >= 6:
+            raise CheckFailed(
+                "Several ids from new() share a long run of characters (a time stamp, a"
+                " counter, a machine id?): an attacker who sees one can guess the next."
+                " Use secrets.token_urlsafe(32).")
+        if store.get(sid) != data:
+            raise CheckFailed("get(sid) right after new(data) should return that data, but"
+                              f" it returned {store.get(sid)!r}.")
+        raw = client.get(prefix + sid)
+        try:
+            stored = json.loads(raw)
+        except ValueError:
+            stored = None
+        if stored != data:
+            raise CheckFailed("The value under prefix + sid should be the data as JSON"
+                              " (json.dumps), readable by any server in any language.")
+        if store.new() is None or store.get(ids[0]) != {"user": user}:
+            raise CheckFailed("new() with no data should work too (an empty session), and"
+                              " every session keeps its own data.")
+        other = store_class(redis_server.client(), idle_timeout=idle, prefix=prefix)
+        if other.get(sid) != data:
             raise CheckFailed(
                 "A second store on the same Redis did not find the session: it lives in"
                 " your Python object, not in Redis. Every app server has its own object;"
                 " only what is in Redis is shared.")
-        keys = [k for k in client.keys("*") if sid in k]
-        if len(keys) != 1:
-            raise CheckFailed(f"Expected one Redis key holding the session, found {len(keys)}.")
-        if not 0 < client.pttl(keys[0]) <= 1_000:
+        changed = {**data, "cart": [_word(rng)]}
+        other.save(sid, changed)
+        if store.get(sid) != changed:
             raise CheckFailed(
-                f"The key {keys[0].replace(sid, '<sid>')!r} has no expiry of at most"
-                " idle_timeout seconds (PTTL says"
-                f" {client.pttl(keys[0])}). Pass ex=self.idle_timeout when you SET it.")
-        store.save(sid, {"user": "ada", "cart": ["tea"]})
-        if store.get(sid) != {"user": "ada", "cart": ["tea"]}:
-            raise CheckFailed("save(sid, data) did not replace the session's data.")
+                "After another store (another app server) saved new data, get() on the"
+                " first store returned old data: it answers from a copy in the object."
+                " Read from Redis every time.")
 
-        for _ in range(3):  # 1.35 s in all, but never 1 s without use
-            time.sleep(0.45)
-            if store.get(sid) is None:
-                raise CheckFailed(
-                    "A session used less than a second ago expired with idle_timeout=1:"
-                    " get() must push the expiry back (GETEX, or EXPIRE after GET).")
-        idle = store.new({"user": "bob"})
-        time.sleep(1.3)
-        if store.get(idle) is not None:
-            raise CheckFailed("A session idle for 1.3 s is still there with idle_timeout=1.")
-        if store.get("never-issued") is not None:
-            raise CheckFailed("get() of an id that was never issued should return None.")
-        gone = store.new({"user": "eve"})
+        client.pexpire(prefix + sid, 5_000)     # as if the session had been idle a while
+        store.get(sid)
+        if client.pttl(prefix + sid) < (idle - 5) * 1000:
+            raise CheckFailed(
+                "get() did not push the expiry back to idle_timeout: a session in use"
+                " would expire. Use GETEX (or EXPIRE after GET).")
+        client.pexpire(prefix + sid, 5_000)
+        store.save(sid, data)
+        if client.pttl(prefix + sid) < (idle - 5) * 1000 or store.get(sid) != data:
+            raise CheckFailed("save(sid, data) should replace the data and push the expiry"
+                              " back to idle_timeout.")
+        client.pexpire(prefix + sid, 100)        # idle past its timeout
+        deadline = time.monotonic() + 2
+        while client.exists(prefix + sid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if store.get(sid) is not None or other.get(sid) is not None:
+            raise CheckFailed("Once Redis expired the key, get() should return None, but it"
+                              " still returned the session.")
+        ghost = "x" + _word(rng, 30)
+        try:
+            store.save(ghost, {"user": "mallory"})
+        except KeyError:
+            pass
+        if client.exists(prefix + ghost) or store.get(ghost) is not None:
+            raise CheckFailed(
+                "save() of an id the store never issued (or that expired) created a"
+                " session under it: an attacker could choose their victim's session id."
+                " Use set(..., xx=True), and raise KeyError or do nothing.")
+        for odd in ("", "*", prefix, "../" + _word(rng), "é" * 3, "x" * 3000, ids[0].upper()
+                    if ids[0].upper() != ids[0] else ids[0] + "X"):
+            if store.get(odd) is not None:
+                raise CheckFailed(f"get() of an id that was never issued ({odd[:12]!r}...)"
+                                  " should return None.")
+            if store.delete(odd) is not False:
+                raise CheckFailed(f"delete() of an id that was never issued ({odd[:12]!r}...)"
+                                  " should return False (a bool), and delete nothing.")
+        if store.get(ids[0]) != {"user": user}:
+            raise CheckFailed("Deleting ids that were never issued deleted a real session.")
+        gone = ids[1]
         if store.delete(gone) is not True or store.get(gone) is not None:
-            raise CheckFailed("delete(sid) should return True and make get(sid) None.")
+            raise CheckFailed("delete(sid) of a live session should return True (a bool)"
+                              " and make get(sid) None.")
+        if other.get(gone) is not None:
+            raise CheckFailed("After delete(sid), another store still found the session.")
         if store.delete(gone) is not False:
             raise CheckFailed("delete() of a session that is already gone should return False.")
 
-        from ..apps import social  # the real test: two servers share the store
-        make = lambda: social.create_app(store=store_class(redis_server.client(),
+        name = rng.choice(sorted(social.DEFAULT_USERS))
+        make = lambda: social.create_app(store=store_class(redis_server.client(),  # noqa: E731
                                                            idle_timeout=60),
                                          kdf_iterations=1_000)
         with lk.Cluster(make, size=2, name="check-04-redis-app") as cluster, \
-                requests.Session() as alice:
-            login = probe.call("POST", cluster.url + "/login", session=alice,
-                               json={"username": "alice", "password": "wonderland"},
+                requests.Session() as person:
+            login = probe.call("POST", cluster.url + "/login", session=person,
+                               json={"username": name, "password": social.DEFAULT_USERS[name]},
                                what="POST /login")
             probe.expect_status(login, 200, "POST /login on an app using your store")
             for _ in range(2):  # round robin: one request on each server
-                probe.expect_status(probe.call("GET", cluster.url + "/me", session=alice,
-                                               what="GET /me"),
-                                    200, "GET /me on both servers (round robin)")
+                me = probe.call("GET", cluster.url + "/me", session=person, what="GET /me")
+                probe.expect_status(me, 200, "GET /me on both servers (round robin)")
+                if probe.body(me).get("user") != name:
+                    raise CheckFailed("GET /me answered another user than the one logged in.")
     return "Your sessions live in Redis, expire when idle, and every server sees them."
 
 
 # ------------------------------------------------------------------ store down: 503
+def _expect_down(answer: requests.Response, what: str) -> None:
+    if answer.status_code != 503:
+        raise CheckFailed(
+            f"With the store down, {what} should answer 503, but your app answered"
+            f" {probe.describe(answer)}. Catch StoreUnavailable and answer 503.")
+    reason = probe.body(answer)
+    if not isinstance(reason, dict) or reason.get("error") != "store_unavailable":
+        raise CheckFailed(
+            f"With the store down, the 503 of {what} should say why, as JSON"
+            f" {{'error': 'store_unavailable'}} (exc.reason), but the body was {reason!r}.")
+    if not probe.json_kind(answer):
+        raise CheckFailed(f"The 503 of {what} should be JSON (Content-Type:"
+                          " application/json): return a dict, not a string.")
+
+
 @question("04.store_down", points=2, hints=[
     "When Redis is down, RedisSessionStore raises StoreUnavailable, and Flask turns an"
     " unhandled exception into a 500. Register an error handler for it.",
     "app.register_error_handler(StoreUnavailable, handler), where the handler returns"
-    " ({'error': exc.reason}, 503).",
+    " ({'error': exc.reason}, 503). Handle that exception only: a 404 or a wrong"
+    " password must keep their own answers.",
 ])
 def store_down(make_app: Callable[[Any], Any]) -> str:
     "Make the app answer 503 with a reason while the store is down, and recover."
+    from ..apps import social
     from ..state.redis import RedisServer, RedisSessionStore
 
+    probe.expect_factory(make_app, example="make_app")
+    rng = context().rng
+    name = rng.choice(sorted(social.DEFAULT_USERS))
+    credentials = {"username": name, "password": social.DEFAULT_USERS[name]}
     with RedisServer(name="check-04-down") as redis_server:
         sessions = RedisSessionStore(redis_server, idle_timeout=60)
         with probe.serve_factory(lambda: make_app(sessions), name="check-04-down-app") as app, \
-                requests.Session() as alice:
+                requests.Session() as person:
             url = app.url
-            credentials = {"username": "alice", "password": "wonderland"}
-            probe.expect_status(probe.call("POST", url + "/login", json=credentials,
-                                           session=alice, what="POST /login"),
-                                200, "POST /login (as alice) while the store is up")
-            redis_server.kill()
-            down = probe.call("GET", url + "/me", session=alice, what="GET /me")
-            if down.status_code != 503:
+
+            def call(method: str, path: str, **options: Any) -> requests.Response:
+                return probe.call(method, url + path, session=person,
+                                  what=f"{method} {path}", **options)
+
+            def normal_answers(when: str) -> None:
+                missing = call("GET", f"/{_word(rng)}")
+                probe.expect_status(missing, 404, f"GET of an unknown path {when}")
+                bad = call("POST", "/login", json={**credentials, "password": _word(rng)})
+                probe.expect_status(bad, 401, f"POST /login with a wrong password {when}")
+
+            probe.expect_status(call("POST", "/login", json=credentials), 200,
+                                "POST /login while the store is up")
+            normal_answers("while the store is up")
+            client = redis_server.client()
+            for value in {c.value for c in person.cookies}:   # a corrupt session: a bug,
+                if client.exists(sessions.prefix + value):     # not an outage
+                    client.set(sessions.prefix + value, "{not json", ex=60)
+            corrupt = call("GET", "/me")
+            if corrupt.status_code == 503:
                 raise CheckFailed(
-                    f"With the store down, GET /me should answer 503, but your app answered"
-                    f" {probe.describe(down)}. Catch StoreUnavailable and answer 503.")
-            reason = probe.body(down)
-            if not isinstance(reason, dict) or reason.get("error") != "store_unavailable":
-                raise CheckFailed(
-                    f"The 503 should say why, as JSON {{'error': 'store_unavailable'}}"
-                    f" (exc.reason), but the body was {reason!r}.")
-            redis_server.revive()  # back, and empty: kill -9 kept nothing
-            back = probe.call("GET", url + "/me", session=alice, what="GET /me")
-            if back.status_code != 401:
-                raise CheckFailed(
-                    "Once the store is back (empty), GET /me with the old cookie should"
-                    f" answer 401, but your app answered {probe.describe(back)}.")
-            probe.expect_status(probe.call("POST", url + "/login", json=credentials,
-                                           session=alice, what="POST /login"),
-                                200, "POST /login once the store is back")
-            probe.expect_status(probe.call("GET", url + "/me", session=alice, what="GET /me"),
-                                200, "GET /me after logging in again")
+                    "With the store up but a corrupt session in it, GET /me answered 503:"
+                    " your app says the store is down when it is not. Handle"
+                    " StoreUnavailable only; other errors keep their own answers.")
+            probe.expect_status(call("POST", "/login", json=credentials), 200,
+                                "POST /login while the store is up")
+            for cycle in range(2):  # down, back, and down again
+                redis_server.kill()
+                probes = [("GET", "/me", {}), ("POST", "/login", {"json": credentials}),
+                          ("POST", "/logout", {})]
+                rng.shuffle(probes)
+                for method, path, options in probes:
+                    _expect_down(call(method, path, **options),
+                                 f"{method} {path}" + (" (the second outage)" if cycle else ""))
+                posts = call("GET", "/posts")
+                probe.expect_status(posts, 200, "GET /posts (it needs no session) while the"
+                                    " store is down")
+                redis_server.revive()  # back, and empty: kill -9 kept nothing
+                back = call("GET", "/me")
+                if back.status_code != 401:
+                    raise CheckFailed(
+                        "Once the store is back (empty), GET /me with the old cookie should"
+                        f" answer 401, but your app answered {probe.describe(back)}.")
+                probe.expect_status(call("POST", "/login", json=credentials), 200,
+                                    "POST /login once the store is back")
+                me = call("GET", "/me")
+                probe.expect_status(me, 200, "GET /me after logging in again")
+                normal_answers("once the store is back")
     return "503 with a reason while the store is down, and back to normal without a restart."

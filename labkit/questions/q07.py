@@ -1,27 +1,72 @@
 """Chapter 07 questions: serverless.
 
 * ``07.size_gateway``: the post's size-counting service, written as a Flask gateway
-  in front of the kit's main upload server, checked over live HTTP;
+  in front of an upload server, checked over live HTTP;
 * ``07.stateless_handler``: a visit counter that stays right across cold starts,
   warm starts and concurrent containers (no reliance on module state);
 * ``07.predict_cold_starts``: predict the cold starts of an event timeline, then
   watch the runtime play it.
+
+Every check draws what the learner cannot see (the limit, sizes and bytes of uploads,
+users, bursts, timelines) from the run's seed: see :mod:`labkit.checks.context`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import socket
+import string
 import threading
+import time
 from typing import Any, Callable
 
 import requests
 
-from ..checks import CheckFailed, probe, question
+from ..checks import CheckFailed, context, probe, question
 
-LIMIT = 4096  # bytes: the limit the size-gateway check asks for
+
+def _word(rng: Any, length: int = 6) -> str:
+    return "".join(rng.choice(string.ascii_lowercase) for _ in range(length))
 
 
 # ------------------------------------------------------------------ size gateway
+def _upload_server(tag: str) -> Callable[[], Any]:
+    """An upload server that notes what it received, and refuses bodies starting with '!'.
+
+    Its answers carry a random ``tag`` and a digest of the bytes, so that a gateway
+    that makes up its own answer, or forwards other bytes, is caught.
+    """
+    from flask import Flask, jsonify, request
+
+    seen = {"uploads": 0, "bytes": 0, "largest": 0, "digests": []}
+    lock = threading.Lock()
+
+    def make() -> Any:
+        app = Flask("check_upload_server")
+
+        @app.post("/upload")
+        def upload():
+            body = request.get_data()
+            digest = hashlib.sha256(body).hexdigest()
+            with lock:
+                seen["uploads"] += 1
+                seen["bytes"] += len(body)
+                seen["largest"] = max(seen["largest"], len(body))
+                seen["digests"].append(digest)
+            if body.startswith(b"!"):
+                return jsonify(error="insufficient_storage", tag=tag, free=len(body) // 2), 507
+            return jsonify(received=len(body), sha256=digest, tag=tag)
+
+        @app.get("/received")
+        def received():
+            with lock:
+                return jsonify(seen)
+
+        return app
+
+    return make
+
+
 def _received(main: Any) -> dict:
     return requests.get(main.url + "/received", timeout=probe.TIMEOUT).json()
 
@@ -39,18 +84,18 @@ def _post(url: str, data: Any, what: str) -> requests.Response:
                           " so that the client hears your 413.") from None
 
 
-def _chunks(total: int, size: int = 1000):
-    sent = 0
-    while sent < total:
-        n = min(size, total - sent)
-        sent += n
-        yield b"c" * n
+def _chunks(data: bytes, size: int = 1000):
+    for i in range(0, len(data), size):
+        yield data[i:i + size]
 
 
 def _raw_post(port: int, head: bytes, body: bytes) -> bytes:
     """Send bytes as they are (a lying Content-Length), return the raw answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=probe.TIMEOUT) as sock:
-        sock.sendall(head + body)
+        try:
+            sock.sendall(head + body)
+        except OSError:               # the gateway closed early: fine, it read enough
+            pass
         answer = b""
         try:
             while b"}" not in answer and (chunk := sock.recv(65536)):
@@ -74,78 +119,147 @@ def size_gateway(make_gateway: Callable[..., Any]) -> str:
     "Write the size-counting gateway that keeps oversized uploads off the main server."
     import labkit as lk
 
-    from ..apps.uploads import create_upload_server
-
-    with lk.serve(create_upload_server, name="check-07-main") as main, \
-            probe.serve_factory(lambda: make_gateway(main.url, limit=LIMIT),
+    probe.expect_factory(make_gateway, example="make_gateway")
+    rng = context().rng
+    limit = rng.randrange(1500, 6000)
+    tag = _word(rng, 8)
+    with lk.serve(_upload_server(tag), name="check-07-main") as main, \
+            probe.serve_factory(lambda: make_gateway(main.url, limit=limit),
                                 name="check-07-gateway") as gateway:
         url = gateway.url + "/upload"
 
-        def forwarded(data: Any, size: int, what: str) -> None:
-            before = _received(main)
-            answer = _post(url, data, what)
-            probe.expect_status(answer, 200, what)
-            body = probe.body(answer)
-            if not isinstance(body, dict) or body.get("received") != size:
-                raise CheckFailed(
-                    f"{what}: the main server answers {{'received': {size}}}; pass its"
-                    f" answer back unchanged, but your gateway answered"
-                    f" {probe.describe(answer)}.")
-            if _received(main)["uploads"] != before["uploads"] + 1:
-                raise CheckFailed(f"{what}: the main server should have received it once.")
+        def upstream_answer(data: bytes) -> tuple[int, dict]:
+            digest = hashlib.sha256(data).hexdigest()
+            if data.startswith(b"!"):
+                return 507, {"error": "insufficient_storage", "tag": tag,
+                             "free": len(data) // 2}
+            return 200, {"received": len(data), "sha256": digest, "tag": tag}
 
-        def refused(data: Any, what: str) -> None:
+        def forwarded(data: bytes, what: str, *, chunked: bool = False) -> None:
+            before = _received(main)
+            answer = _post(url, _chunks(data) if chunked else data, what)
+            status, body = upstream_answer(data)
+            if answer.status_code == 413:
+                raise CheckFailed(f"{what} is within the limit ({len(data)} of at most"
+                                  f" {limit} bytes), but your gateway refused it with 413.")
+            after = _received(main)
+            if after["uploads"] != before["uploads"] + 1:
+                raise CheckFailed(f"{what}: the main server should have received it once,"
+                                  f" but it received {after['uploads'] - before['uploads']}"
+                                  " upload(s).")
+            if after["digests"][-1] != hashlib.sha256(data).hexdigest():
+                raise CheckFailed(f"{what}: the main server received other bytes than the"
+                                  " client sent. Forward the body exactly as it came.")
+            if answer.status_code != status or probe.body(answer) != body:
+                extra = (" (the main server refused this one: pass its status and JSON on,"
+                         " do not make up your own)" if status != 200 else "")
+                raise CheckFailed(f"{what}: pass the main server's answer back unchanged"
+                                  f" (its status and its JSON){extra}, but your gateway"
+                                  f" answered {probe.describe(answer)}.")
+            if not probe.json_kind(answer):
+                raise CheckFailed(f"{what}: the main server answered JSON; your gateway's"
+                                  " answer should keep Content-Type: application/json.")
+
+        def refused(data: Any, size: int, what: str) -> None:
             before = _received(main)
             answer = _post(url, data, what)
-            probe.expect_status(answer, 413, what)
+            if answer.status_code != 413:
+                got = _received(main)
+                sent = got["largest"] if got["uploads"] != before["uploads"] else 0
+                raise CheckFailed(
+                    f"{what} is over the limit ({size} bytes, limit {limit}): your gateway"
+                    f" should answer 413, but it answered {probe.describe(answer)}"
+                    + (f", and the main server received {sent} bytes" if sent else "")
+                    + ". Without a Content-Length (or with a false one) you must count the"
+                    " bytes as you read them.")
             body = probe.body(answer)
             if not isinstance(body, dict) or not body.get("error"):
                 raise CheckFailed(f"{what}: answer 413 with a JSON reason, e.g."
                                   f" {{'error': 'too_large'}}, not {probe.describe(answer)}.")
+            if not probe.json_kind(answer):
+                raise CheckFailed(f"{what}: the 413 should be JSON (Content-Type:"
+                                  " application/json).")
             after = _received(main)
             if after["uploads"] != before["uploads"]:
                 raise CheckFailed(
                     f"{what}: your gateway answered 413, but it still sent the upload"
                     f" to the main server ({after['bytes'] - before['bytes']} bytes).")
 
-        forwarded(b"s" * 100, 100, "A 100-byte upload")
-        forwarded(b"e" * LIMIT, LIMIT, f"An upload of exactly the limit ({LIMIT} bytes)")
-        refused(b"o" * (LIMIT + 1), f"An upload one byte over the limit ({LIMIT + 1} bytes)")
-        refused(b"h" * 3_000_000, "A 3,000,000-byte upload")
-        forwarded(_chunks(1500), 1500,
-                  "A 1,500-byte chunked upload (no Content-Length)")
-        before = _received(main)
-        answer = _post(url, _chunks(200_000), "A 200,000-byte chunked upload")
-        if answer.status_code != 413:
-            got = _received(main)["largest"]
-            raise CheckFailed(
-                "A 200,000-byte chunked upload (no Content-Length) should answer 413,"
-                f" but your gateway answered {probe.describe(answer)}"
-                + (f" and the main server received {got} bytes in one upload." if
-                   got > LIMIT else ".")
-                + " Without a Content-Length you must count the bytes as you read them.")
-        if _received(main)["uploads"] != before["uploads"]:
-            raise CheckFailed("A chunked upload over the limit reached the main server.")
-        # A client that lies: declares 10 bytes, then sends 100,000.
+        blob = lambda n: rng.randbytes(n).replace(b"!", b"?")  # noqa: E731
+        probes: list[Callable[[], None]] = [
+            lambda: forwarded(blob(rng.randrange(1, limit // 2)), "A small upload"),
+            lambda: forwarded(blob(limit), "An upload of exactly the limit"),
+            lambda: forwarded(b"", "An empty upload"),
+            lambda: refused(blob(limit + 1), limit + 1, "An upload one byte over the limit"),
+            lambda: refused(blob(limit * rng.randrange(3, 30)), 0,
+                            "An upload several times the limit"),
+            lambda: forwarded(blob(rng.randrange(limit // 2, limit)),
+                              "A chunked upload within the limit (no Content-Length)",
+                              chunked=True),
+            lambda: refused(_chunks(blob(limit * rng.randrange(3, 40))), 0,
+                            "A chunked upload over the limit (no Content-Length)"),
+            lambda: refused(_chunks(blob(limit + rng.randrange(1, 50))), 0,
+                            "A chunked upload just over the limit (no Content-Length)"),
+            lambda: forwarded(b"!" + blob(rng.randrange(10, limit - 1)),
+                              "An upload the main server refuses (507)"),
+        ]
+        rng.shuffle(probes)
+        for run_probe in probes:
+            run_probe()
+        for i in range(3):  # many small uploads add up to more than the limit: all go
+            forwarded(blob(rng.randrange(limit // 2, limit)),
+                      f"Upload {i + 1} of three, each within the limit (their sum is not)")
+        refused(b"h" * 2_000_000, 2_000_000, "A 2,000,000-byte upload")
+        # A client that lies: declares a few bytes, then sends far more.
+        declared = rng.randrange(5, 50)
         _raw_post(gateway.port, b"POST /upload HTTP/1.1\r\nHost: gateway\r\n"
-                  b"Content-Type: application/octet-stream\r\nContent-Length: 10\r\n"
-                  b"Connection: close\r\n\r\n", b"L" * 100_000)
+                  b"Content-Type: application/octet-stream\r\nContent-Length: "
+                  + str(declared).encode() + b"\r\nConnection: close\r\n\r\n",
+                  blob(limit * 20))
         seen = _received(main)
-        if seen["largest"] > LIMIT:
+        if seen["largest"] > limit:
             raise CheckFailed(
                 f"The main server received an upload of {seen['largest']} bytes through"
-                f" your gateway; it must never see more than {LIMIT}.")
-    return (f"Small and exact-limit uploads went through, oversized ones (declared,"
-            f" chunked or lying) were stopped: the main server saw"
-            f" {seen['uploads']} uploads, none over {LIMIT} bytes.")
+                f" your gateway; it must never see more than the limit ({limit}).")
+    return ("Uploads within the limit went through byte for byte with the main server's"
+            " answer (refusals included); oversized ones (declared, chunked or lying) got"
+            " a JSON 413 and never reached the main server.")
 
 
 # ------------------------------------------------------------------ stateless handler
+class _SlowStore:
+    """The runtime's shared store, with a network's latency on reads and writes, so
+    that a read-then-write from two containers really overlaps. incr stays atomic."""
+
+    PAUSE = 0.02
+
+    def __init__(self) -> None:
+        from ..state.serverless import Store
+
+        self._store = Store()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._store.get(key, default)
+        time.sleep(self.PAUSE)
+        return value
+
+    def set(self, key: str, value: Any) -> None:
+        time.sleep(self.PAUSE)
+        self._store.set(key, value)
+
+    def incr(self, key: str, by: int = 1) -> int:
+        return self._store.incr(key, by)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+
 @question("07.stateless_handler", points=2, hints=[
     "A container's variables vanish at every cold start, and two containers never see"
     " each other's: they can cache, but not remember.",
     "Keep the count where every container can reach it: context.store, the runtime's"
-    " shared database.",
+    " shared database. Two containers may run at the same moment: a get then a set"
+    " loses one of two visits.",
     "In the handler: user = event['user']; n = context.store.incr('visits:' + user);"
     " return {'user': user, 'visits': n}.",
 ])
@@ -154,27 +268,31 @@ def stateless_handler(visits_module: Callable[[], Any]) -> str:
     if not callable(visits_module):
         raise CheckFailed("Pass the module function (visits_module), which returns the"
                           " handler when called.")
+    rng = context().rng
+    name = _word(rng, 5)
+    users = [name, name.capitalize(), _word(rng, 4) + ":" + _word(rng, 3)]
     for deployment in ("First deployment", "A second deployment (new, empty store)"):
-        stats = _visit_scenario(visits_module, deployment)
-    return (f"Right every time: {stats['invocations']} events per deployment,"
-            f" {stats['cold_starts']} cold starts, counts kept in the shared store.")
+        _visit_scenario(visits_module, deployment, rng, users)
+    return ("Right every time: warm and cold starts, users that differ only in case, and"
+            " simultaneous visits on several containers, counts kept in the shared store.")
 
 
-def _visit_scenario(visits_module: Callable[[], Any], deployment: str) -> dict:
+def _visit_scenario(visits_module: Callable[[], Any], deployment: str, rng: Any,
+                    users: list[str]) -> None:
     from ..state.serverless import FunctionRuntime
     from ..state.sessions import ManualClock
 
     clock = ManualClock()
-    runtime = FunctionRuntime(keep_warm=60, clock=clock)
-    gate = threading.Barrier(2)
+    runtime = FunctionRuntime(keep_warm=60, clock=clock, store=_SlowStore())
+    gates: dict[int, threading.Barrier] = {}
 
-    def wrapped_module():  # the learner's module, plus a way to force two containers
+    def wrapped_module():  # the learner's module, plus a way to force several containers
         inner = visits_module()
 
-        def handler(event: dict, context: Any) -> Any:
-            if event.get("together"):
-                gate.wait(timeout=5)
-            return inner({"user": event["user"]}, context)
+        def handler(event: dict, context_: Any) -> Any:
+            if "burst" in event:
+                gates[event["burst"]].wait(timeout=5)
+            return inner({"user": event["user"]}, context_)
         return handler
 
     runtime.register("visits", wrapped_module)
@@ -183,44 +301,48 @@ def _visit_scenario(visits_module: Callable[[], Any], deployment: str) -> dict:
     def check(user: str, got: Any, what: str) -> None:
         want = {"user": user, "visits": expected[user]}
         if got != want:
-            raise CheckFailed(f"{deployment}, {what}: visit number {expected[user]} of"
-                              f" {user} should return {want}, but your handler returned"
-                              f" {got!r}. Keep nothing in variables: use context.store.")
+            if isinstance(got, dict) and isinstance(got.get("visits"), int):
+                diff = got["visits"] - expected[user]
+                off = f"a count {abs(diff)} too {'high' if diff > 0 else 'low'}"
+            else:
+                off = f"{type(got).__name__} {got!r}"[:80]
+            raise CheckFailed(f"{deployment}, {what}: your handler returned {off}, not"
+                              " {'user': <the user>, 'visits': <all their visits so far>}."
+                              " Keep nothing in variables: use context.store.")
 
     def visit(user: str, what: str) -> None:
         expected[user] = expected.get(user, 0) + 1
         check(user, runtime.invoke("visits", {"user": user}).result, what)
 
-    for _ in range(3):
-        visit("ada", "three visits on one warm container")
-    visit("bob", "a second user")
-    clock.advance(120)  # idle longer than keep_warm: the container is reaped
-    visit("ada", "after a cold start (the old container was reaped)")
-    results: list[Any] = []
+    def burst(user: str, copies: int, what: str) -> None:
+        index = len(gates)
+        gates[index] = threading.Barrier(copies)
+        results = probe.at_once(
+            lambda: runtime.invoke("visits", {"user": user, "burst": index}).result,
+            copies=copies)
+        counts = sorted(r.get("visits") if isinstance(r, dict) else -1 for r in results)
+        first = expected.get(user, 0)
+        want = list(range(first + 1, first + copies + 1))
+        if counts != want:
+            raise CheckFailed(
+                f"{deployment}, {what}: {copies} simultaneous visits (on {copies} containers)"
+                f" should get {copies} different counts, one after the other, but they got"
+                f" {len(set(counts))} different one(s) ending {max(counts) - first} after the"
+                " previous count. A get then a set from two containers loses a visit: use"
+                " the store's atomic incr.")
+        expected[user] = first + copies
 
-    def together() -> None:
-        try:
-            results.append(runtime.invoke("visits", {"user": "cy", "together": True}).result)
-        except BaseException as exc:  # reported below, from the check's thread
-            results.append(exc)
-
-    threads = [threading.Thread(target=together) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    for got in results:
-        if isinstance(got, BaseException):
-            raise got
-    want = [{"user": "cy", "visits": 1}, {"user": "cy", "visits": 2}]
-    if sorted(results, key=lambda r: str(r)) != want:
-        raise CheckFailed(f"{deployment}, two visits of cy at the same time (two"
-                          f" containers) should return visits 1 and 2, but your handler"
-                          f" returned {results!r}. Two containers share nothing but"
-                          " context.store.")
-    expected["cy"] = 2
-    visit("cy", "a third visit after two concurrent ones")
-    return runtime.stats("visits")
+    for _ in range(rng.randrange(2, 4)):
+        visit(users[0], "visits on one warm container")
+    visit(users[1], "a user whose name differs only in case (another user)")
+    visit(users[2], "a user whose name contains ':'")
+    clock.advance(61 + rng.randrange(60))  # idle longer than keep_warm: reaped
+    visit(users[0], "after a cold start (the old container was reaped)")
+    burst(users[1], rng.randrange(2, 5), "a burst of visits at the same time")
+    for _ in range(3):   # now several warm containers: each visit may land on any
+        visit(rng.choice(users), "a visit after a burst (several warm containers)")
+    burst(users[0], rng.randrange(2, 5), "another burst of visits at the same time")
+    visit(users[0], "a visit after two bursts")
 
 
 # ------------------------------------------------------------------ predict cold starts
@@ -234,7 +356,7 @@ def _play(bursts: list[tuple[float, int]], keep_warm: float) -> int:
     barriers: dict[int, threading.Barrier] = {}
 
     def module():
-        def handler(event: dict, context: Any) -> dict:
+        def handler(event: dict, context_: Any) -> dict:
             barriers[event["burst"]].wait(timeout=5)  # all of a burst in flight at once
             return {}
         return handler
@@ -252,12 +374,29 @@ def _play(bursts: list[tuple[float, int]], keep_warm: float) -> int:
     return runtime.stats("f")["cold_starts"]
 
 
-CASES = [
-    ([(0, 1), (10, 1), (30, 1), (100, 1)], 60),
-    ([(0, 1), (61, 1), (121, 1), (122, 1)], 60),
-    ([(0, 3), (5, 1), (20, 2), (200, 2)], 60),
-    ([(0, 2), (50, 1), (100, 2), (130, 3)], 60),
-]
+def _random_timeline(rng: Any) -> tuple[list[tuple[float, int]], int]:
+    keep_warm = rng.randrange(5, 121)
+    at, bursts = 0, []
+    for _ in range(rng.randrange(4, 8)):
+        bursts.append((at, rng.choice([1, 1, 2, 2, 3, 4])))
+        at += rng.choice([keep_warm, keep_warm, keep_warm + 1, keep_warm - 1,
+                          rng.randrange(1, max(2, keep_warm)),
+                          keep_warm + rng.randrange(2, 300)])
+    return bursts, keep_warm
+
+
+def _model(bursts: list, keep_warm: float, *, reap_at_equal: bool = False,
+           concurrent: bool = True) -> int:
+    """Other readings of the rules, to name a likely mistake (not the expected value)."""
+    warm: list[float] = []
+    cold = 0
+    for at, n in bursts:
+        n = n if concurrent else 1
+        live = [t for t in warm if (at - t < keep_warm if reap_at_equal else at - t <= keep_warm)]
+        warm = sorted(live, reverse=True)
+        cold += max(0, n - len(warm))
+        warm = [at] * n + warm[n:]
+    return cold
 
 
 @question("07.predict_cold_starts", points=2, hints=[
@@ -271,11 +410,32 @@ CASES = [
 ])
 def predict_cold_starts(cold_starts: Callable[[list, float], Any]) -> str:
     "Predict the cold starts of an event timeline, then watch the runtime play it."
-    for bursts, keep_warm in CASES:
-        predicted = cold_starts(list(bursts), keep_warm)
+    rng = context().rng
+    if cold_starts([], 60) != 0:
+        raise CheckFailed("With no events at all there is no cold start: cold_starts([], 60)"
+                          " should be 0.")
+    timelines = [_random_timeline(rng) for _ in range(6 if context().hidden else 4)]
+    k = rng.randrange(10, 121)      # one timeline where which container is reused matters
+    timelines.insert(rng.randrange(len(timelines) + 1),
+                     ([(0, 2), (k * 6 // 10, 1), (k * 7 // 10, 1), (k * 12 // 10, 2),
+                       (k * 12 // 10 + rng.randrange(1, 5 * k), rng.randrange(1, 4))], k))
+    for bursts, keep_warm in timelines:
+        predicted = cold_starts([tuple(b) for b in bursts], keep_warm)
+        if not isinstance(predicted, int) or isinstance(predicted, bool):
+            raise CheckFailed(f"cold_starts(...) should return a whole number (an int), not"
+                              f" {type(predicted).__name__}.")
         actual = _play(bursts, keep_warm)
         if predicted != actual:
+            diff = predicted - actual
+            hint = ""
+            if predicted == _model(bursts, keep_warm, reap_at_equal=True) != actual:
+                hint = (" A container idle for exactly keep_warm seconds is still warm: it is"
+                        " reaped only when idle for more.")
+            elif predicted == _model(bursts, keep_warm, concurrent=False) != actual:
+                hint = (" The events of a burst are all in flight at once: a burst of n needs"
+                        " n containers.")
             raise CheckFailed(
-                f"For bursts {bursts} (time, events at once) with keep_warm={keep_warm},"
-                f" the runtime made {actual} cold starts, but you predicted {predicted!r}.")
-    return f"All {len(CASES)} timelines predicted exactly."
+                f"For bursts {bursts} (time, events at once) with keep_warm={keep_warm}, your"
+                f" prediction was {abs(diff)} too {'high' if diff > 0 else 'low'} (the"
+                f" runtime played it).{hint}")
+    return "Every random timeline predicted exactly, as the runtime played it."

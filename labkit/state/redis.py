@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -55,6 +54,7 @@ from ..errors import (
     StorePortInUseError,
     UnknownSessionError,
 )
+from .sessions import new_session_id
 
 __all__ = ["RedisServer", "RedisSessionStore", "StoreUnavailable", "find_redis_server"]
 
@@ -409,7 +409,7 @@ class RedisSessionStore:
         """Create a session holding ``data`` and return its new random id."""
         payload = _encode(data or {})
         while True:  # nx=True: never overwrite a session whose id collided
-            sid = secrets.token_urlsafe(32)
+            sid = new_session_id()
             if self._call(self.client.set, self._key(sid), payload, px=self._ttl_ms, nx=True):
                 return sid
 
@@ -449,7 +449,7 @@ class RedisSessionStore:
 
         if not isinstance(sid, str) or not sid:
             return None
-        new_sid = secrets.token_urlsafe(32)
+        new_sid = new_session_id()
         try:
             if not self._call(self.client.renamenx, self._key(sid), self._key(new_sid)):
                 return None  # 2**-256 odds: the fresh id exists already

@@ -28,7 +28,9 @@ request caused, in the ``X-Peer-Messages`` header.
 
 The app each server runs is a tiny shop: ``POST /login {"user"}`` starts a session
 (cookie ``sid``), ``GET /cart`` reads it, ``POST /cart {"item"}`` writes it and
-``POST /logout`` ends it. Unknown sessions get ``401 {"error": "unknown_session"}``.
+``POST /logout`` ends it. Unknown sessions get ``401 {"error": "unknown_session"}``;
+an id that does not have the shape of one this kit issues never reaches a replica or
+a peer URL (it could otherwise steer the servers' own messages: ``sid=../update/x``).
 
 What this leaves out, on purpose: two servers writing the *same* session at the same
 moment (sticky balancing keeps a client's writes on one server; real systems add
@@ -40,20 +42,29 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from flask import Flask, g, has_request_context, jsonify, request
 
 from ..errors import BadOptionError, LabkitError
+from ..serving.json_api import ApiError, install_json_errors, json_body
+from .sessions import is_session_id, new_session_id
 
 __all__ = ["Copy", "Message", "Replica", "Replication", "WriteInvalidate", "WriteUpdate"]
 
 PEER_TIMEOUT = 2.0  # seconds a peer may take to answer one message
+MAX_TEXT = 4096    # characters in a user name or a cart item
+MAX_CART = 1000    # items in one cart
+# Message kinds are short lower-case words ("update", "fetch"...): a protocol of your
+# own may add kinds, but never one that could change the shape of a URL.
+_KIND = re.compile(r"[a-z][a-z_]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,9 @@ class Replica:
 
     def send(self, peer: str, kind: str, sid: str, body: dict | None = None) -> dict | None:
         """Send one message to ``peer``; return its reply, or None."""
+        if not _KIND.fullmatch(kind):
+            raise LabkitError(f"A message kind is a short lower-case word like 'update',"
+                              f" not {kind!r}.")
         return self._group._send(kind, self.name, peer, sid, body or {})
 
     def read(self, sid: str) -> dict | None:
@@ -230,7 +244,7 @@ class Replication:
         else:
             raise BadOptionError(f"protocol must be 'update', 'invalidate' or a Replica "
                              f"subclass, not {protocol!r}")
-        self.key = secrets.token_hex(16)  # peers prove they are peers with it
+        self.key = secrets.token_hex(32)  # peers prove they are peers with it
         self.messages: list[Message] = []
         self._servers: list[Any] = []
         self._delays: dict[str, float] = {}
@@ -307,7 +321,10 @@ class Replication:
         url = next((s.url for s in self._servers if s.name == receiver), None)
         reply = None
         try:
-            answer = requests.post(f"{url}/peer/{kind}/{sid}", data=data, timeout=PEER_TIMEOUT,
+            # The id went through is_session_id already; quoting each part anyway means
+            # no value can ever add a path segment ("../update/x") to a peer URL.
+            path = f"/peer/{quote(kind, safe='')}/{quote(sid, safe='')}"
+            answer = requests.post(f"{url}{path}", data=data, timeout=PEER_TIMEOUT,
                                    headers={"X-Peer-Key": self.key, "X-Peer-From": sender,
                                             "Content-Type": "application/json"})
             delivered = answer.ok
@@ -320,13 +337,21 @@ class Replication:
 
     # ---------------------------------------------------------------- the app
     def factory(self) -> Flask:
-        """Build one server's app: its own memory, replicated to its peers."""
+        """Build one server's app: its own memory, replicated to its peers.
+
+        Every value a client chooses is checked before it goes anywhere: the ``sid``
+        cookie must have the shape of an id this kit issues (:func:`is_session_id`)
+        before it reaches a replica or a peer URL, and bodies are read with
+        :func:`~labkit.serving.json_api.json_body` (4xx with a reason, never a 500).
+        """
         group = self
         holder: dict[str, Replica] = {}  # the replica, made once we know our name
         made = threading.Lock()
         app = Flask("labkit.replication")
         app.config["LABKIT_SESSION_COOKIE"] = "sid"
+        app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
         app.extensions["labkit.sessions"] = _Sized(holder)
+        install_json_errors(app)
 
         def replica() -> Replica:
             with made:  # the port we listen on tells us who we are
@@ -340,16 +365,25 @@ class Replication:
             response.headers["X-Peer-Messages"] = str(g.get("peer_messages", 0))
             return response
 
-        def unknown():
-            return jsonify(error="unknown_session"), 401
+        def session_id() -> str:
+            """The client's session id, if it has the shape of one; else 401."""
+            sid = request.cookies.get("sid", "")
+            if not is_session_id(sid):
+                raise ApiError(401, "unknown_session", "Log in first: POST /login.")
+            return sid
+
+        def text(body: dict, field: str) -> str:
+            value = body[field]
+            if not value or len(value) > MAX_TEXT:
+                raise ApiError(422, "wrong_shape",
+                               f"{field!r} must be 1 to {MAX_TEXT} characters.")
+            return value
 
         # -- what clients call ---------------------------------------------------
         @app.post("/login")
         def login():
-            user = str((request.get_json(silent=True) or {}).get("user", ""))
-            if not user:
-                return jsonify(error="user_required"), 422
-            sid = secrets.token_urlsafe(32)
+            user = text(json_body(user=str), "user")
+            sid = new_session_id()
             replica().write(sid, {"user": user, "cart": []})
             response = jsonify(user=user)
             response.set_cookie("sid", sid, httponly=True, samesite="Lax")
@@ -357,23 +391,29 @@ class Replication:
 
         @app.get("/cart")
         def show_cart():
-            data = replica().read(request.cookies.get("sid", ""))
-            return jsonify(data) if data is not None else unknown()
+            data = replica().read(session_id())
+            if data is None:
+                raise ApiError(401, "unknown_session", "Log in first: POST /login.")
+            return jsonify(data)
 
         @app.post("/cart")
         def add_to_cart():
-            sid = request.cookies.get("sid", "")
+            sid = session_id()
             data = replica().read(sid)
             if data is None:
-                return unknown()
-            item = str((request.get_json(silent=True) or {}).get("item", ""))
+                raise ApiError(401, "unknown_session", "Log in first: POST /login.")
+            item = text(json_body(item=str), "item")
+            if len(data["cart"]) >= MAX_CART:
+                raise ApiError(422, "cart_full", f"A cart holds at most {MAX_CART} items.")
             data = {**data, "cart": [*data["cart"], item]}
             replica().write(sid, data)
             return jsonify(data)
 
         @app.post("/logout")
         def logout():
-            replica().delete(request.cookies.get("sid", ""))
+            sid = request.cookies.get("sid", "")
+            if is_session_id(sid):
+                replica().delete(sid)
             response = jsonify(logged_out=True)
             response.delete_cookie("sid")
             return response
@@ -381,10 +421,24 @@ class Replication:
         # -- what peers call (never clients: the group key proves a peer) ---------
         @app.post("/peer/<kind>/<sid>")
         def from_peer(kind: str, sid: str):
-            if not hmac.compare_digest(request.headers.get("X-Peer-Key", ""), group.key):
-                return jsonify(error="peers_only"), 403
-            body = request.get_json(silent=True) or {}
-            reply = replica().on_message(kind, sid, body, request.headers.get("X-Peer-From", ""))
+            # Compare bytes: compare_digest refuses a str with non-ASCII characters
+            # (a TypeError, so a 500). WSGI header values are latin-1 strings.
+            sent = request.headers.get("X-Peer-Key", "").encode("latin-1", "replace")
+            if not hmac.compare_digest(sent, group.key.encode()):
+                raise ApiError(403, "peers_only", "Only the servers of the group may"
+                               " send peer messages.")
+            if not _KIND.fullmatch(kind) or not is_session_id(sid):
+                raise ApiError(404, "not_found", "No such peer message.")
+            body = request.get_json(silent=True)
+            if not isinstance(body, dict):
+                raise ApiError(422, "wrong_shape", "A peer message is a JSON object.")
+            try:
+                reply = replica().on_message(kind, sid, body,
+                                             request.headers.get("X-Peer-From", ""))
+            except (KeyError, TypeError, ValueError):
+                # a message without the fields its kind needs (a "version", a "data")
+                raise ApiError(422, "bad_peer_message", f"A {kind!r} message without"
+                               " the fields it needs.") from None
             return jsonify(reply=reply)
 
         return app

@@ -45,8 +45,8 @@ app: :mod:`labkit.apps.uploads`.
 
 from __future__ import annotations
 
+import collections
 import copy
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,7 +54,7 @@ from typing import Any, Callable
 
 from flask import Flask, jsonify, request
 
-from ..apps._json import install_json_errors
+from ..serving.json_api import ApiError, install_json_errors, parse_json
 from ..errors import LabkitError
 
 DEFAULT_KEEP_WARM = 600.0    # seconds an idle container is kept (Lambda: minutes)
@@ -211,6 +211,9 @@ class FunctionRuntime:
         self._stats: dict[str, _Stats] = {}
         self._containers: list[_Container] = []
         self._lock = threading.Lock()
+        #: What went wrong in handlers, newest last ("name: Type: message"): the
+        #: operator's view. HTTP callers never see it (it may hold secrets).
+        self.failures: collections.deque[str] = collections.deque(maxlen=100)
 
     def __repr__(self) -> str:
         return (f"<FunctionRuntime {len(self._modules)} functions,"
@@ -312,31 +315,36 @@ class FunctionRuntime:
             return self._stats[name].init_seconds
 
     def create_app(self) -> Flask:
-        """A Flask app in front of this runtime: ``POST /invoke/<function>``."""
+        """A Flask app in front of this runtime: ``POST /invoke/<function>``.
+
+        Answers: 200 ``{"result", "cold", "container"}``; 400 ``malformed_json``; 422
+        ``wrong_shape`` (the event is not an object); 404 ``unknown_function``
+        (without the names of the functions that do exist); 502 ``handler_error``
+        when the handler raised or returned something that is not JSON. The 502
+        says nothing of *what* failed: exception text can hold secrets and
+        internals, so it goes to :attr:`failures` only. A body that never arrives
+        gets 408 (see :mod:`labkit.serving.json_api`).
+        """
         app = Flask("function_runtime")
+        app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
         install_json_errors(app)
 
         @app.post("/invoke/<function>")
         def invoke(function: str):
-            raw = request.get_data() or b"{}"
-            try:
-                event = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                return jsonify(error="malformed_json", message="The event must be JSON."), 400
+            event = parse_json(request.get_data() or b"{}")
             if not isinstance(event, dict):
-                return jsonify(error="wrong_shape", message="The event must be a JSON object."), 422
+                raise ApiError(422, "wrong_shape", "The event must be a JSON object.")
             try:
                 done = self.invoke(function, event)
-            except UnknownFunctionError as exc:
-                return jsonify(error="unknown_function", message=str(exc)), 404
-            except Exception as exc:  # the handler's bug: reported, never a crash
+                return jsonify(result=done.result, cold=done.cold, container=done.container)
+            except UnknownFunctionError:
+                raise ApiError(404, "unknown_function",
+                               "No such function is deployed here.") from None
+            except Exception as exc:  # the handler's bug (or a result that is not
+                # JSON): recorded for the operator, never a crash, never shown
+                self.failures.append(f"{function}: {type(exc).__name__}: {exc}")
                 # 502 as Lambda behind an API gateway: the function failed, not the request
-                return jsonify(error="handler_error", type=type(exc).__name__,
-                               message=str(exc)), 502
-            return jsonify(result=done.result, cold=done.cold, container=done.container)
-
-        @app.get("/functions")
-        def functions():
-            return jsonify(self.stats())
+                raise ApiError(502, "handler_error", "The function failed; its"
+                               " operator can read runtime.failures.") from None
 
         return app

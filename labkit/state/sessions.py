@@ -37,6 +37,7 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import sys
 import threading
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 
 from ..errors import BadOptionError, SessionDataError, UnknownSessionError
 
-__all__ = ["ManualClock", "MemorySessionStore", "new_session_id"]
+__all__ = ["ManualClock", "MemorySessionStore", "is_session_id", "new_session_id"]
 
 
 def new_session_id() -> str:
@@ -57,6 +58,22 @@ def new_session_id() -> str:
     that OWASP ASVS asks for, so nobody can guess a live id.
     """
     return secrets.token_urlsafe(32)
+
+
+# What new_session_id makes: 43 characters of the URL-safe base64 alphabet.
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def is_session_id(value: object) -> bool:
+    """True if ``value`` has the shape of an id from :func:`new_session_id`.
+
+    Check a client-chosen id with it before it goes anywhere else (a URL, a path, a
+    store key): ``"../update/x"`` is not an id, whatever the client says.
+
+    >>> is_session_id(new_session_id()), is_session_id("../update/x")
+    (True, False)
+    """
+    return isinstance(value, str) and _SESSION_ID.fullmatch(value) is not None
 
 
 class ManualClock:

@@ -42,7 +42,8 @@ Example::
     >>> tokens.verify(token, key)["sub"]
     'alice'
 
-``social.create_app(mode="token")`` works too once this module is imported: it signs
+This module is JWT only: no Flask, no app. :mod:`labkit.apps.token_auth` plugs a
+:class:`TokenAuth` into the social app. ``social.create_app(mode="token")`` signs
 with :data:`DEFAULT_KEY`, made once per Python process, so every server started from
 one notebook (threads or forked processes) shares it, as the servers of a real
 deployment share a key from their configuration.
@@ -68,15 +69,12 @@ from collections.abc import Callable
 from typing import Any
 
 import jwt
-from flask import Flask, Request, Response
 
-from ..apps._json import ApiError
-from ..apps.social import AUTH_MODES, Caller, PasswordBook
 from ..errors import LabkitError
 from .redis import StoreUnavailable
 
 __all__ = ["AUDIENCE", "DEFAULT_KEY", "DenyList", "ISSUER", "RedisDenyList", "REASONS",
-           "TokenAuth", "TokenRejected", "WeakKeyError", "forge", "issue", "new_key",
+           "KeyTypeError", "TokenAuth", "TokenConfigError", "TokenRejected", "WeakKeyError", "forge", "issue", "new_key",
            "verify"]
 
 ISSUER = "labkit-social"            # who signs the tokens (the ``iss`` claim)
@@ -102,16 +100,27 @@ _PYJWT_REASONS: list[tuple[type[Exception], str]] = [
 ]
 
 
-class TokenRejected(Exception):
-    """A token failed verification; ``reason`` is one of :data:`REASONS`."""
+class TokenRejected(LabkitError):
+    """A token failed verification; ``reason`` is one of :data:`REASONS`.
+
+    An app answers it with 401 and (RFC 6750) a ``WWW-Authenticate`` challenge.
+    """
 
     def __init__(self, reason: str, message: str = "") -> None:
         super().__init__(message or reason)
         self.reason = reason
 
 
-class WeakKeyError(LabkitError, ValueError):
+class TokenConfigError(LabkitError, ValueError):
+    """A token setting the kit cannot use (an unknown algorithm, a key of no use)."""
+
+
+class WeakKeyError(TokenConfigError):
     """An HMAC secret too short to resist an offline guessing attack."""
+
+
+class KeyTypeError(LabkitError, TypeError):
+    """A key of the wrong type (an HS256 secret is bytes or str)."""
 
 
 def new_key(algorithm: str = "HS256") -> Any:
@@ -122,7 +131,7 @@ def new_key(algorithm: str = "HS256") -> Any:
         from cryptography.hazmat.primitives.asymmetric import rsa
 
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    raise ValueError(f"new_key knows HS* and RS* algorithms, not {algorithm!r}")
+    raise TokenConfigError(f"new_key knows HS* and RS* algorithms, not {algorithm!r}")
 
 
 #: The key of ``create_app(mode="token")``: one per Python process, made at import.
@@ -204,11 +213,13 @@ def _is_time(value: Any) -> bool:
 
 
 class TokenAuth:
-    """Token mode for :func:`labkit.apps.social.create_app`: an :class:`~labkit.apps.social.Auth`.
+    """One server's token rules: the key, the algorithm, the lifetime, the deny-list.
 
-    ``POST /login`` answers ``{"token": ..., "token_type": "Bearer", "expires_in": ttl}``;
-    later requests carry ``Authorization: Bearer <token>`` and the server checks the
-    signature, the algorithm, ``aud``, ``iss`` and the times, and keeps nothing.
+    Pass it to :func:`labkit.apps.social.create_app` as ``mode=``: then ``POST /login``
+    answers ``{"token": ..., "token_type": "Bearer", "expires_in": ttl}``; later
+    requests carry ``Authorization: Bearer <token>`` and the server checks the
+    signature, the algorithm, ``aud``, ``iss`` and the times, and keeps nothing
+    (:mod:`labkit.apps.token_auth` does the HTTP side).
 
     Args:
         key: the HMAC secret (HS256, at least 32 bytes; see :func:`new_key`) or an
@@ -236,11 +247,12 @@ class TokenAuth:
                  allow_weak_key: bool = False) -> None:
         key = DEFAULT_KEY if key is None else key
         if algorithm not in ("HS256", "RS256"):
-            raise ValueError(f"algorithm must be 'HS256' or 'RS256', not {algorithm!r}")
+            raise TokenConfigError(
+                f"algorithm must be 'HS256' or 'RS256', not {algorithm!r}")
         if algorithm == "HS256":
             raw = key.encode() if isinstance(key, str) else key
             if not isinstance(raw, bytes):
-                raise TypeError("an HS256 key is bytes (or str); use tokens.new_key()")
+                raise KeyTypeError("an HS256 key is bytes (or str); use tokens.new_key()")
             if len(raw) < MIN_HMAC_KEY:
                 if not allow_weak_key:
                     raise WeakKeyError(
@@ -282,98 +294,54 @@ class TokenAuth:
                      now=self.clock(), issuer=self.issuer, audience=self.audience, **claims)
 
     def verify(self, token: str | None) -> dict:
-        """Check ``token`` as this server does; the claims, or :class:`TokenRejected`."""
+        """Check ``token`` as this server does; the claims, or :class:`TokenRejected`.
+
+        With a deny-list that cannot be reached, raises
+        :class:`~labkit.state.redis.StoreUnavailable`: a server must then refuse
+        (fail closed), not accept a token it cannot check.
+        """
         now = self.clock()
         claims = verify(token, self.key, algorithm=self.algorithm, issuer=self.issuer,
                         audience=self.audience, leeway=self.leeway, now=now)
         if self.deny is not None:
-            try:
-                if self.deny.is_revoked(claims["jti"], now):
-                    raise TokenRejected("token_revoked", "This token was revoked.")
-                generation = getattr(self.deny, "generation", None)
-                current = generation(claims["sub"]) if generation else None
-            except StoreUnavailable:
-                raise ApiError(503, StoreUnavailable.reason,
-                               "The deny-list cannot be reached; try again soon.") from None
+            if self.deny.is_revoked(claims["jti"], now):
+                raise TokenRejected("token_revoked", "This token was revoked.")
+            generation = getattr(self.deny, "generation", None)
+            current = generation(claims["sub"]) if generation else None
             if current is not None and _generation_of(claims) < current:
                 raise TokenRejected("token_revoked",
                                     "You logged out everywhere after this token was issued.")
         return claims
 
-    # -- the Auth protocol -----------------------------------------------------------
+    def revoke(self, claims: dict, *, everywhere: bool = False) -> None:
+        """Deny the token with these ``claims`` (or, ``everywhere``, all of its user's).
 
-    def install(self, app: Flask, passwords: PasswordBook) -> None:
-        app.extensions["labkit.tokens"] = self  # no "labkit.sessions": nothing to count
-
-    def identify(self, req: Request) -> Caller:
-        try:
-            claims = self.verify(bearer_token(req))
-        except TokenRejected as exc:
-            error = ApiError(401, exc.reason, str(exc))
-            # RFC 6750: name the error only when a token came and was bad.
-            challenge = "Bearer" if exc.reason == "token_required" else (
-                f'Bearer error="invalid_token", error_description="{exc.reason}"')
-            error.extra_headers = [("WWW-Authenticate", challenge)]
-            raise error from None
-        return Caller(user=claims["sub"])
-
-    def login(self, user: str, response: Response) -> dict:
-        claims = {}
-        if self.deny is not None and hasattr(self.deny, "generation"):
-            # The user's "log out everywhere" count goes into the token, so that a
-            # later logout-everywhere refuses it, with no clock involved: a login in
-            # the same second as the logout is still newer (a counter, not a time).
-            try:
-                claims["gen"] = self.deny.generation(user)
-            except StoreUnavailable:
-                raise ApiError(503, StoreUnavailable.reason,
-                               "The deny-list cannot be reached; try again soon.") from None
-        return {"token": self.issue(user, **claims), "token_type": "Bearer",
-                "expires_in": self.ttl}
-
-    def remember(self, caller: Caller) -> None:
-        pass  # the server keeps nothing: that is the point
-
-    def logout(self, req: Request, response: Response) -> None:
-        """Revoke the caller's token (with a deny-list); without one, nothing happens."""
+        Needs a deny-list; raises :class:`~labkit.state.redis.StoreUnavailable` when
+        it cannot be reached (the token was then *not* revoked).
+        """
         if self.deny is None:
             return  # the token stays valid until it expires: see chapter 05
-        try:
-            claims = self.verify(bearer_token(req))
-        except TokenRejected:
-            return  # nothing valid to revoke
-        try:
-            if req.args.get("everywhere") and hasattr(self.deny, "revoke_user"):
-                self.deny.revoke_user(claims["sub"])
-            else:
-                self.deny.revoke(claims["jti"], claims["exp"] + self.leeway)
-        except StoreUnavailable:
-            raise ApiError(503, StoreUnavailable.reason,
-                           "The deny-list cannot be reached; the token was not revoked."
-                           ) from None
+        if everywhere and hasattr(self.deny, "revoke_user"):
+            self.deny.revoke_user(claims["sub"])
+        else:
+            self.deny.revoke(claims["jti"], claims["exp"] + self.leeway)
+
+    def login_claims(self, user: str) -> dict:
+        """Extra claims for a token issued at login (may raise ``StoreUnavailable``).
+
+        The user's "log out everywhere" count goes into the token, so that a later
+        logout-everywhere refuses it, with no clock involved: a login in the same
+        second as the logout is still newer (a counter, not a time).
+        """
+        if self.deny is not None and hasattr(self.deny, "generation"):
+            return {"gen": self.deny.generation(user)}
+        return {}
 
 
 def _generation_of(claims: dict) -> int:
     """A token's ``gen`` claim: 0 when absent (issued before any logout-everywhere)."""
     gen = claims.get("gen", 0)
     return gen if isinstance(gen, int) and not isinstance(gen, bool) else -1
-
-
-def bearer_token(req: Request) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, or None."""
-    scheme, _, token = req.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
-
-
-def _token_mode(*, clock: Callable[[], float] = time.time, **_store_options: Any) -> TokenAuth:
-    # create_app passes the session store's default clock (time.monotonic); token
-    # times are Unix times, so that default becomes time.time. A ManualClock stays.
-    return TokenAuth(clock=time.time if clock is time.monotonic else clock)
-
-
-AUTH_MODES["token"] = _token_mode
 
 
 # ----------------------------------------------------------------- revocation lists
