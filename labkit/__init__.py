@@ -28,7 +28,7 @@ import sys as _sys
 
 from .balancing import policies
 from .balancing.cluster import Cluster
-from .checks import check, hint
+from .checks import check, hint, trying
 from .errors import LabkitError
 from .observe.load import Fault, LoadReport, load_test
 from .serving.server import Server, serve
@@ -58,6 +58,7 @@ __all__ = [
     "replication",
     "serve",
     "tokens",
+    "trying",
 ]
 
 __version__ = "0.1.0"
