@@ -142,3 +142,13 @@ def test_the_course_index_anchor_exists_and_lists_every_chapter():
                     if f"chapters/{chapter.name}" in line), None)
         assert row is not None, f"{chapter.name} is missing from the chapter table"
         assert re.search(r"\|\s*\d+ min\s*\|", row), f"{chapter.name} has no time"
+
+
+def test_the_readme_pictures_exist():
+    """The README shows what learners see; tests/test_lab_first_hour.py takes them."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", readme)
+    assert {"docs/img/topology.png", "docs/img/load_test_fault.png",
+            "docs/img/check_verdict.png"} <= set(pictures)
+    for picture in pictures:
+        assert (ROOT / picture).stat().st_size > 1000, f"{picture} is missing or empty"
