@@ -38,7 +38,7 @@ def serve_factory(factory: Callable[[], Any], *, name: str) -> Any:
             " built (make_guestbook()): the check needs to build fresh apps.")
     if not callable(factory):
         raise CheckFailed(
-            f"Expected an app factory (a function that returns a Flask app), got"
+            f"Pass an app factory (a function that returns a Flask app), not a"
             f" {type(factory).__name__}.")
     app = factory()
     if not isinstance(app, Flask):
@@ -162,5 +162,5 @@ def expect_factory(factory: Any, *, example: str) -> None:
             f" ({example}(...)): the check needs to build fresh apps.")
     if not callable(factory):
         raise CheckFailed(
-            f"Expected an app factory (a function that returns a Flask app, like"
-            f" {example}), got {type(factory).__name__}.")
+            f"Pass an app factory (a function that returns a Flask app, like"
+            f" {example}), not a {type(factory).__name__}.")

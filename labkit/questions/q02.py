@@ -73,8 +73,8 @@ def rotate_on_login(make_login_app: Callable[..., Flask]) -> str:
                        what="GET /me")
         probe.expect_status(r, 200, "GET /me with the id set at login")
         if probe.expect_json(r, "GET /me") != {"user": "alice"}:
-            raise CheckFailed(f"GET /me should answer {{\"user\": \"alice\"}}, got"
-                              f" {probe.describe(r)}.")
+            raise CheckFailed(f"GET /me should answer {{\"user\": \"alice\"}}, but your app"
+                              f" answered {probe.describe(r)}.")
         r = probe.call("POST", server.url + "/login", json={**ALICE, "password": "x"},
                        what="POST /login")
         probe.expect_status(r, 401, "POST /login with a wrong password")
