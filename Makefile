@@ -24,10 +24,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# No news prompt or update check at start; Markdown opens rendered (lab/README.md).
-$(LAB_SETTINGS): lab/overrides.json $(STAMP)
+# No news prompt or update check at start; Markdown opens rendered (.jupyter/README.md).
+$(LAB_SETTINGS): .jupyter/overrides.json $(STAMP)
 	@mkdir -p $(dir $@)
-	cp lab/overrides.json $@
+	cp .jupyter/overrides.json $@
 
 # The whole course is the root (so chapters can link to exercises); chapter 00 opens first.
 lab: $(STAMP) $(LAB_SETTINGS)

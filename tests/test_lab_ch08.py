@@ -4,7 +4,7 @@ Runs ``make lab``, opens a copy of chapter 08 with its outputs cleared, runs eve
 cell, then types a new number of users into the first slider and waits for the
 cost plots under the sliders to be redrawn (a different picture). Screenshots go to
 ``artefacts/`` (git-ignored); ``LABKIT_README_SHOT=1`` also writes the README's
-``docs/img/ch08_widgets.png``.
+``chapters/img/ch08_widgets.png``.
 
 Needs Debian's Chromium at /usr/bin/chromium; skipped without it, failed under CI.
 """
@@ -130,7 +130,7 @@ def test_moving_a_slider_redraws_the_cost_plots(lab_ch08):
             assert "200" in readout.inner_text()
             page.locator(".widget-vbox").first.screenshot(path=str(ARTEFACTS / "ch08_widgets.png"))
             if os.environ.get("LABKIT_README_SHOT"):
-                shutil.copy(ARTEFACTS / "ch08_widgets.png", ROOT / "docs/img/ch08_widgets.png")
+                shutil.copy(ARTEFACTS / "ch08_widgets.png", ROOT / "chapters/img/ch08_widgets.png")
             assert page.get_by_text("Traceback").count() == 0
         finally:
             browser.close()

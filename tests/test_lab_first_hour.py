@@ -2,7 +2,7 @@
 
 ``make lab`` as a learner runs it (no test-only flags about news or updates), then:
 
-* no "official Jupyter news" prompt: the course's lab settings (``lab/overrides.json``,
+* no "official Jupyter news" prompt: the course's lab settings (``.jupyter/overrides.json``,
   copied into the environment by ``make setup``) are what the lab serves;
 * every released exercise notebook, untouched (stubs and all), runs to the end with
   *Run All* and shows no error output: each check shows a verdict, each "try it"
@@ -11,7 +11,7 @@
   cell shows its real error, its check fails, and the checks after it still run;
 * the pictures the README shows (a topology drawing, a load-test plot with a fault,
   a check verdict) are taken from the page. With ``LABKIT_SCREENSHOTS=1`` they are
-  written to ``docs/img/`` (commit them); otherwise to ``build/artifacts/``.
+  written to ``chapters/img/`` (commit them); otherwise to ``build/artifacts/``.
 
 Needs Debian's Chromium at /usr/bin/chromium (see tests/test_lab_ui.py).
 """
@@ -35,7 +35,7 @@ from test_lab_ui import CHROMIUM, FLAGS, ROOT, _free_port, _wait_for_group_exit
 
 EXERCISES = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
 CHECK_MIME = "application/vnd.labkit.check+json"
-PICTURES = ROOT / ("docs/img" if os.environ.get("LABKIT_SCREENSHOTS") == "1"
+PICTURES = ROOT / ("chapters/img" if os.environ.get("LABKIT_SCREENSHOTS") == "1"
                    else "build/artifacts")
 
 

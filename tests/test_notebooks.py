@@ -148,7 +148,7 @@ def test_the_readme_pictures_exist():
     """The README shows what learners see; tests/test_lab_first_hour.py takes them."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     pictures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", readme)
-    assert {"docs/img/topology.png", "docs/img/load_test_fault.png",
-            "docs/img/check_verdict.png"} <= set(pictures)
+    assert {"chapters/img/topology.png", "chapters/img/load_test_fault.png",
+            "chapters/img/check_verdict.png"} <= set(pictures)
     for picture in pictures:
         assert (ROOT / picture).stat().st_size > 1000, f"{picture} is missing or empty"
