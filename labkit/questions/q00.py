@@ -180,9 +180,17 @@ def _guestbook_with_outside_store(store: dict, starts: list[int], *,
 
 
 def _run_restart(name_after_restart: Callable[[Any], Any], server: Any,
-                 starts: list[int] | None = None) -> Any:
+                 starts: list[int] | None = None, *, story: str = "") -> Any:
     before = len(starts) if starts is not None else None
-    answer = name_after_restart(server)
+    try:
+        answer = name_after_restart(server)
+    except NotImplementedError:
+        raise
+    except Exception as exc:
+        raise CheckFailed(
+            f"Your function raised {type(exc).__name__}: {exc} {story}. After the"
+            " restart, check the status code first: a 404 means None, whatever its"
+            " body says; read the JSON name only from a 200.") from exc
     if not server.alive:
         raise CheckFailed(
             "When name_after_restart returned, the server was still down. After"
@@ -199,7 +207,7 @@ def _describe_answer(answer: Any) -> str:
         return "None"
     if isinstance(answer, str):
         return "a name"
-    return f"a {type(answer).__name__}"
+    return f"a value of type {type(answer).__name__} (not a name or None)"
 
 
 @question("00.after_revive", points=2, hints=[
@@ -224,7 +232,8 @@ def after_revive(make_guestbook: Callable[[], Flask],
                                       what="POST /guest")
                 probe.expect_status(response, (200, 201),
                                     "POST /guest (make 00.remember pass first)")
-                answer = _run_restart(name_after_restart, server)
+                answer = _run_restart(name_after_restart, server,
+                                      story="on a server built from your make_guestbook")
                 response = probe.call("GET", server.url + "/guest", what="GET /guest")
                 actual = _guest_name(response, "GET /guest after the restart")
                 if actual == guest:
@@ -259,31 +268,37 @@ def after_revive(make_guestbook: Callable[[], Flask],
 
                 server.kill = kill_and_update
             try:
-                answer = _run_restart(name_after_restart, server, starts)
+                answer = _run_restart(
+                    name_after_restart, server, starts,
+                    story="on a server whose guest lives outside its memory"
+                    + (" and which knows no guest" if scenario == "outside-empty" else ""))
             finally:
                 server.__dict__.pop("kill", None)
         expected = {"outside": kept, "outside-changed": changed,
                     "outside-empty": None}[scenario]
         if answer == expected:
             continue
+        returned = _describe_answer(answer)
+        if isinstance(answer, str):
+            returned = "a different name"
         if scenario == "outside":
             raise CheckFailed(
                 "On a server whose guest lives outside its memory (like a database),"
                 " the name survives the restart and GET /guest answers it, but your"
-                f" function returned {_describe_answer(answer)}"
-                f"{' that is not that name' if isinstance(answer, str) else ''}. Ask"
-                " the server after reviving it instead of assuming the answer.")
+                f" function returned {returned}. Ask the server after reviving it"
+                " instead of assuming the answer.")
         if scenario == "outside-changed":
             raise CheckFailed(
-                "On a server whose guest lives in a database that was updated while"
-                " the server was down, GET /guest after the restart answers the new"
-                f" name, but your function returned {_describe_answer(answer)} that"
-                " is not it. Ask the server after reviving it, not before the crash.")
+                "On a server whose guest lives outside its memory, in a database that"
+                " was updated while the server was down, GET /guest after the restart"
+                f" answers the new name, but your function returned {returned}. Ask the"
+                " server after reviving it, not before the crash.")
         raise CheckFailed(
-            "On a server that knows no guest, GET /guest after the restart answers"
-            f" 404{' with a plain-text body' if missing == 'text' else ''}, so your"
-            f" function should return None, but it returned {_describe_answer(answer)}."
-            " Check the status code before reading the body.")
+            "On a server whose guest lives outside its memory and that knows no guest,"
+            f" GET /guest after the restart answers 404"
+            f"{' with a plain-text body' if missing == 'text' else ''}, so your function"
+            f" should return None, but it returned {returned}. Check the status code"
+            " before reading the body.")
     return ("Right: your function restarts the server and reports what it says: a"
             " restart wipes what a server held in memory, but not what lives outside"
             " it.")

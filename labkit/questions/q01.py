@@ -489,6 +489,18 @@ def remember_login(make_app: Callable[[Callable[[str, str], bool]], Flask]) -> s
                     stranger.cookies.set("sid", forged)
                     r = _me(server, stranger, "GET /me")
                 probe.expect_status(r, 401, f"GET /me with {why}")
+            # Ids from Python's `random` (or a counter, or the clock) repeat when the
+            # generator is seeded the same way: `secrets` cannot be replayed.
+            def login_sid() -> str | None:
+                with requests.Session() as fresh:
+                    r = _login(server, fresh, victim, users[victim])
+                    return (probe.set_cookie_values(r, "sid") or [None])[-1]
+
+            if probe.predictable_with_random(login_sid):
+                raise CheckFailed(
+                    "Two logins gave the same session id after Python's `random` module"
+                    " was seeded the same way: your ids come from `random`, which can be"
+                    " predicted. Use the `secrets` module: secrets.token_urlsafe(32).")
             # Logging in again gives the same user a second, different session.
             with requests.Session() as again:
                 r = _login(server, again, victim, users[victim])
@@ -588,6 +600,17 @@ def chat_context(make_chat_app: Callable[[], Flask]) -> str:
             probe.expect_random_ids([s for s in first_sid if s], "The session ids in the"
                                     " 'sid' cookies",
                                     derived_from=tuple(m for h in histories for m in h))
+
+            def new_sid() -> str | None:
+                with requests.Session() as fresh:
+                    r = _chat(server, fresh, _WORDS[0], "POST /chat")
+                    return (probe.set_cookie_values(r, "sid") or [None])[-1]
+
+            if probe.predictable_with_random(new_sid):
+                raise CheckFailed(
+                    "Two new clients got the same session id after Python's `random`"
+                    " module was seeded the same way: your ids come from `random`, which"
+                    " can be predicted. Use the `secrets` module: secrets.token_urlsafe(32).")
 
             # Refused bodies change nothing.
             who = rng.randrange(count)

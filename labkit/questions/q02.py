@@ -85,9 +85,10 @@ def _who(server: Any, sid: str | None) -> str | None:
     if r.status_code == 401:
         return None
     data = probe.expect_json_object(r, "GET /me")
-    if "user" not in data:
-        raise CheckFailed("GET /me should answer JSON {\"user\": <name>}, but your app"
-                          f" answered {probe.describe(r)}.")
+    if not isinstance(data.get("user"), str):
+        raise CheckFailed("GET /me should answer 200 with JSON {\"user\": <name>} for a"
+                          " logged-in session and 401 otherwise, but your app answered"
+                          f" {probe.describe(r)}.")
     return data["user"]
 
 
@@ -371,9 +372,17 @@ def _stolen_log(rng: Any) -> tuple[list, str, set, str]:
     return log, stolen, honest, story
 
 
-def _flagged(find_hijacks: Callable[[list[dict]], Any], log: list[dict]) -> set:
+def _flagged(find_hijacks: Callable[[list[dict]], Any], log: list[dict],
+             what: str = "a request log") -> set:
     given = json.loads(json.dumps(log))
-    found = find_hijacks(given)
+    try:
+        found = find_hijacks(given)
+    except NotImplementedError:
+        raise
+    except Exception as exc:
+        raise CheckFailed(f"find_hijacks raised {type(exc).__name__} on {what}. It must"
+                          " handle any log of that shape, including an empty one and"
+                          " entries whose session or user agent is empty.") from exc
     if not isinstance(found, (set, frozenset)):
         raise CheckFailed(f"find_hijacks should return a set of session hashes, not a"
                           f" {type(found).__name__}.")
@@ -411,10 +420,11 @@ def hijack_detector(find_hijacks: Callable[[list[dict]], Any]) -> str:
     if found - {stolen}:
         raise CheckFailed("Your detector returned values that are not session hashes of"
                           " this log's stolen sessions.")
-    if _flagged(find_hijacks, [e for e in log if e["session"] != stolen]):
+    if _flagged(find_hijacks, [e for e in log if e["session"] != stolen],
+                "a log with only honest users"):
         raise CheckFailed("On a log with only honest users, your detector still flagged"
                           " something; it should return an empty set.")
-    if _flagged(find_hijacks, []) != set():
+    if _flagged(find_hijacks, [], "an empty log") != set():
         raise CheckFailed("On an empty log your detector should return an empty set.")
 
     for _round in range(8 if context().hidden else 5):
