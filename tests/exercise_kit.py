@@ -127,7 +127,7 @@ def reference(solution: Path) -> dict:
 
 def released_stubs(solution: Path) -> dict:
     """The learner's starting point: the solution notebook after ``labkit release``."""
-    from labkit.release import exercise_notebook
+    from labkit.instructor.release import exercise_notebook
 
     return _execute(exercise_notebook(solution), "exercise", stubs=True)
 

@@ -10,7 +10,7 @@ import requests
 
 import labkit as lk
 from labkit import errors
-from labkit.policies import Backend, ConsistentHash, RequestInfo
+from labkit.balancing.policies import Backend, ConsistentHash, RequestInfo
 
 from apps import make_counter, make_slow
 
@@ -208,7 +208,7 @@ def test_two_clusters_with_different_names_live_side_by_side():
 
 
 def test_draw_is_deterministic_and_marks_dead_servers():
-    from labkit.topology import build_graph
+    from labkit.observe.topology import build_graph
 
     with lk.Cluster(make_counter, size=3, balancer="sticky") as cluster:
         lk.load_test(cluster, users=6, requests=12, progress=False)

@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from labkit.release import render_exercise, solution_notebooks
+from labkit.instructor.release import render_exercise, solution_notebooks
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SOLUTIONS = solution_notebooks(ROOT / "solutions")

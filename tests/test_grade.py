@@ -16,9 +16,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
-from labkit import grading
+from labkit.instructor import grading
 from labkit.checks.result import MIME_TYPE
-from labkit.cli import main
+from labkit.instructor.cli import main
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NAME = "00_two_ways_to_serve_exercises.ipynb"

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask, jsonify, request
 
 import labkit as lk
-from labkit.load import LoadReport, Sample
+from labkit.observe.load import LoadReport, Sample
 
 from apps import make_counter
 

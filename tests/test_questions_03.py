@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exercise_kit import STUB_MESSAGE, run
-from labkit.policies import Sticky
+from labkit.balancing.policies import Sticky
 
 STUB = NotImplementedError("Replace this line with your solution.")
 

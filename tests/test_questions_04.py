@@ -9,8 +9,8 @@ import pytest
 
 from labkit.apps import social
 from exercise_kit import STUB_MESSAGE, run
-from labkit.redis_server import StoreUnavailable
-from labkit.replication import Copy, Replica, WriteInvalidate, WriteUpdate
+from labkit.state.redis import StoreUnavailable
+from labkit.state.replication import Copy, Replica, WriteInvalidate, WriteUpdate
 
 STUB = NotImplementedError("Replace this line with your solution.")
 
@@ -101,7 +101,7 @@ def test_write_invalidate_stub_fails_with_the_stub_message():
     (WriteUpdate, "That is write-update"),
     (ForgetsToInvalidate, "Stale read"),
     (RefetchesEveryTime, "Keep the copy you fetched"),
-    (dict, "subclass of labkit.replication.Replica"),
+    (dict, "subclass of labkit.state.replication.Replica"),
 ])
 def test_write_invalidate_wrong_answers_fail_with_a_reason(wrong, words):
     result = run("04.write_invalidate", wrong)

@@ -9,7 +9,7 @@ import pytest
 
 from labkit.checks import get_question
 from labkit.checks.run import STUB_MESSAGE, run_question
-from labkit.policies import LeastConnections
+from labkit.balancing.policies import LeastConnections
 
 SOLUTION = (pathlib.Path(__file__).resolve().parent.parent / "solutions"
             / "06_scaling_out_exercises.ipynb")
@@ -184,7 +184,7 @@ def released_stubs() -> dict:
     A cell that tries the learner's code by hand stops at the stub, as it would for
     the learner; the definitions still exist.
     """
-    from labkit.release import exercise_notebook
+    from labkit.instructor.release import exercise_notebook
 
     namespace: dict = {}
     for cell in exercise_notebook(SOLUTION).cells:

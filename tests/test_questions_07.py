@@ -30,7 +30,7 @@ def test_reference_answers_pass(ref):
 
 
 def test_the_kits_own_gateway_passes():
-    from labkit.serverless import create_size_gateway
+    from labkit.apps.uploads import create_size_gateway
 
     assert run("07.size_gateway", create_size_gateway).passed
 

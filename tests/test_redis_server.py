@@ -11,9 +11,9 @@ import time
 import psutil
 import pytest
 
-from labkit import redis_server as rs
+from labkit.state import redis as rs
 from labkit.errors import LabkitError, ServerStateError, StoreError
-from labkit.redis_server import RedisServer, RedisSessionStore, StoreUnavailable
+from labkit.state.redis import RedisServer, RedisSessionStore, StoreUnavailable
 
 
 def _gone(pid: int, timeout: float = 5.0, *, zombie_ok: bool = False) -> bool:
@@ -113,7 +113,7 @@ def test_dies_with_its_parent(tmp_path):
     """A kernel that is killed (restart) takes its Redis down with it."""
     script = textwrap.dedent("""
         import sys, time
-        from labkit.redis_server import RedisServer
+        from labkit.state.redis import RedisServer
         server = RedisServer(name="orphan-test")
         print(server.pid, flush=True)
         time.sleep(60)

@@ -8,9 +8,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from labkit.cli import main
+from labkit.instructor.cli import main
 from labkit.errors import ReleaseError
-from labkit.release import MANIFEST, exercise_notebook, release, render_exercise
+from labkit.instructor.release import MANIFEST, exercise_notebook, release, render_exercise
 
 FUNCTION = '''def make_app():
     """Build the app."""

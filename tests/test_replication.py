@@ -7,7 +7,7 @@ import requests
 
 import labkit as lk
 from labkit.errors import LabkitError
-from labkit.replication import Copy, Replica, Replication
+from labkit.state.replication import Copy, Replica, Replication
 
 
 @pytest.fixture(params=["update", "invalidate"])

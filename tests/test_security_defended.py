@@ -13,7 +13,7 @@ import requests
 
 import labkit as lk
 from labkit.apps import guarded
-from labkit.sessions import ManualClock, new_session_id
+from labkit.state.sessions import ManualClock, new_session_id
 
 ALICE = {"username": "alice", "password": "wonderland"}
 

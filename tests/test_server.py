@@ -157,7 +157,7 @@ def test_an_app_that_never_becomes_ready(isolation):
 
 
 def test_a_busy_port_names_the_port():
-    from labkit.server import Server
+    from labkit.serving.server import Server
 
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
@@ -167,7 +167,7 @@ def test_a_busy_port_names_the_port():
         server = Server(make_counter, name="busy")
         server._port = port  # ask for exactly that port, as a revive would
         server.state = "down"
-        from labkit._serving import bind as _bind
+        from labkit.serving._serving import bind as _bind
 
         with pytest.raises(errors.PortInUseError, match=str(port)):
             _bind(port)

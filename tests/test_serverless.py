@@ -11,15 +11,14 @@ from functools import partial
 
 import labkit as lk
 from labkit.errors import LabkitError
-from labkit.serverless import (
+from labkit.state.serverless import (
     FunctionRuntime,
     HandlerError,
     Store,
     UnknownFunctionError,
-    create_size_gateway,
-    create_upload_server,
 )
-from labkit.sessions import ManualClock
+from labkit.apps.uploads import create_size_gateway, create_upload_server
+from labkit.state.sessions import ManualClock
 
 COUNTER = """
 count = 0

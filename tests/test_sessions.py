@@ -7,7 +7,7 @@ import tracemalloc
 
 import pytest
 
-from labkit.sessions import ManualClock, MemorySessionStore, new_session_id
+from labkit.state.sessions import ManualClock, MemorySessionStore, new_session_id
 
 
 def test_new_get_save_delete_roundtrip():

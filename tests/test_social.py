@@ -8,7 +8,7 @@ import requests
 import labkit as lk
 from labkit.apps import social
 from labkit.apps._json import ApiError
-from labkit.sessions import ManualClock
+from labkit.state.sessions import ManualClock
 
 ALICE = {"username": "alice", "password": "wonderland"}
 

@@ -1,4 +1,4 @@
-"""Token mode of the social app (labkit/tokens.py), served for real on loopback.
+"""Token mode of the social app (labkit/state/tokens.py), served for real on loopback.
 
 security.md b13-15 and c18: alg none in any casing, algorithm confusion, a weak secret
 refused, logout fixed by a deny-list; every bad token is a 401 with a reason, never a 500.
@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import labkit as lk
-from labkit import tokens
+from labkit.state import tokens
 from labkit.apps import social
-from labkit.redis_server import RedisServer
-from labkit.sessions import ManualClock
+from labkit.state.redis import RedisServer
+from labkit.state.sessions import ManualClock
 
 ALICE = {"username": "alice", "password": "wonderland"}
 KEY = tokens.new_key()

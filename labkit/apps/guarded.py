@@ -55,7 +55,7 @@ from typing import Any
 import itsdangerous
 from flask import Flask, Response, g, jsonify, request
 
-from ..sessions import MemorySessionStore
+from ..state.sessions import MemorySessionStore
 from ._json import ApiError, install_json_errors, json_body
 from .social import DEFAULT_USERS, PasswordBook
 

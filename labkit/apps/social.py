@@ -58,7 +58,7 @@ from typing import Any, Protocol
 
 from flask import Flask, Request, Response, jsonify, request
 
-from ..sessions import MemorySessionStore
+from ..state.sessions import MemorySessionStore
 from ._json import ApiError, install_json_errors, json_body
 
 __all__ = ["AUTH_MODES", "Auth", "BasicAuth", "Caller", "PasswordBook", "SessionAuth",
@@ -270,7 +270,7 @@ def create_app(
 
     * ``mode``: a name from :data:`AUTH_MODES`, or an :class:`Auth` object.
     * ``store``: the session store (session mode). Default: a fresh
-      :class:`~labkit.sessions.MemorySessionStore` built with ``idle_timeout``,
+      :class:`~labkit.state.sessions.MemorySessionStore` built with ``idle_timeout``,
       ``absolute_timeout``, ``max_sessions`` and ``clock``, living in this app's
       memory (so it dies with the server).
     * ``users``: ``{name: password}``; default :data:`DEFAULT_USERS`.
@@ -279,7 +279,7 @@ def create_app(
     """
     if isinstance(mode, str):
         if mode == "token" and mode not in AUTH_MODES:
-            from .. import tokens  # noqa: F401  (registers AUTH_MODES["token"])
+            from ..state import tokens  # noqa: F401  (registers AUTH_MODES["token"])
         if mode not in AUTH_MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {sorted(AUTH_MODES)}"
                              " or pass an Auth object")

@@ -29,7 +29,7 @@ def serve_factory(factory: Callable[[], Any], *, name: str) -> Any:
     """
     from flask import Flask
 
-    from ..server import serve
+    from ..serving.server import serve
 
     if isinstance(factory, Flask):
         raise CheckFailed(

@@ -23,7 +23,7 @@ from flask import Flask
 
 from ..apps import social
 from ..checks import CheckFailed, context, probe, question
-from ..sessions import ManualClock
+from ..state.sessions import ManualClock
 
 
 class _Clock(ManualClock):
@@ -302,7 +302,7 @@ def session_store(SessionStore: Callable[..., Any]) -> str:
     timeout = rng.randrange(60, 900)
     clock = _Clock()
     store = _store(SessionStore, idle_timeout=timeout, max_sessions=2, clock=clock)
-    from ..server import serve
+    from ..serving.server import serve
     factory = lambda: social.create_app(store=store, users=users,  # noqa: E731
                                         kdf_iterations=1_000)
     first, second, third = users

@@ -28,8 +28,8 @@ from flask import Flask, jsonify, request
 from ..apps import guarded, social
 from ..apps.clients import client
 from ..checks import CheckFailed, context, probe, question
-from ..server import serve
-from ..sessions import MemorySessionStore
+from ..serving.server import serve
+from ..state.sessions import MemorySessionStore
 
 
 class _WatchedStore(MemorySessionStore):

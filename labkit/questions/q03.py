@@ -61,7 +61,7 @@ def _users(rng: Any, count: int) -> list[str]:
 # ------------------------------------------------------------------ sticky policy
 def _servers(rng: Any, count: int) -> list[Any]:
     """Backends with random names, some the prefix of another ("app-3", "app-31")."""
-    from ..policies import Backend
+    from ..balancing.policies import Backend
 
     stem = rng.choice(("s", "app-", "node", "web-"))
     numbers_ = rng.sample(range(1, 10), count - 1)
@@ -72,7 +72,7 @@ def _servers(rng: Any, count: int) -> list[Any]:
 
 
 def _request(rng: Any, cookies: dict[str, str]) -> Any:
-    from ..policies import RequestInfo
+    from ..balancing.policies import RequestInfo
 
     client_id = probe.random_user(rng)
     return RequestInfo(rng.choice(("GET", "POST")), rng.choice(("/", "/me", "/feed")),

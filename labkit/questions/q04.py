@@ -22,11 +22,11 @@ BIG_ITEM = "x" * 2_000  # makes a write-update message impossible to miss
 # ------------------------------------------------------------------ write-invalidate
 def _dry_run(replica_class: Any) -> None:
     """Call the learner's methods once, alone, so a stub fails before any server starts."""
-    from ..replication import Replica, Replication
+    from ..state.replication import Replica, Replication
 
     if not (isinstance(replica_class, type) and issubclass(replica_class, Replica)):
         raise CheckFailed("Pass your class itself (e.g. MyInvalidate), a subclass of"
-                          f" labkit.replication.Replica, not {type(replica_class).__name__}.")
+                          f" labkit.state.replication.Replica, not {type(replica_class).__name__}.")
     alone = replica_class("s1", Replication(replica_class))  # no peers: nothing is sent
     alone.write("probe", {"user": "ada", "cart": []})
     got = alone.read("probe")
@@ -53,7 +53,7 @@ def _cart(server: Any, client: requests.Session, what: str) -> tuple[list, int]:
 def write_invalidate(replica_class: Any) -> str:
     "Write a Replica subclass that keeps sessions coherent by write-invalidate."
     import labkit as lk
-    from ..replication import Replication
+    from ..state.replication import Replication
 
     _dry_run(replica_class)
     group = Replication(replica_class)
@@ -117,7 +117,7 @@ def write_invalidate(replica_class: Any) -> str:
 def redis_store(store_class: Callable[..., Any]) -> str:
     "Write a session store that keeps each session in Redis with an idle timeout."
     import labkit as lk
-    from ..redis_server import RedisServer
+    from ..state.redis import RedisServer
 
     with RedisServer(name="check-04-redis") as redis_server:
         client = redis_server.client()
@@ -193,7 +193,7 @@ def redis_store(store_class: Callable[..., Any]) -> str:
 ])
 def store_down(make_app: Callable[[Any], Any]) -> str:
     "Make the app answer 503 with a reason while the store is down, and recover."
-    from ..redis_server import RedisServer, RedisSessionStore
+    from ..state.redis import RedisServer, RedisSessionStore
 
     with RedisServer(name="check-04-down") as redis_server:
         sessions = RedisSessionStore(redis_server, idle_timeout=60)

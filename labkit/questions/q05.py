@@ -20,7 +20,7 @@ import jwt
 import requests
 
 from ..checks import CheckFailed, probe, question
-from ..sessions import ManualClock
+from ..state.sessions import ManualClock
 
 AUDIENCE = "labkit-social-api"
 ISSUER = "labkit-social"
@@ -39,7 +39,7 @@ def _call(method: str, url: str, *, what: str, headers: dict | None = None,
 # ------------------------------------------------------------------ token verifier
 def _battery(key: bytes) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
     """(good tokens, bad tokens): each entry names its one defect."""
-    from ..tokens import forge
+    from ..state.tokens import forge
 
     now = int(time.time())
     good = {"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 600,
@@ -244,7 +244,7 @@ def _at_once(send: Callable[[], requests.Response], *, copies: int) -> list[requ
 ])
 def idempotent_post(make_shop: Callable[[Callable[[str], int], dict], Any]) -> str:
     "Write a POST that honours an Idempotency-Key header, so that a retry is safe."
-    from ..cluster import Cluster
+    from ..balancing.cluster import Cluster
 
     orders, keys = _Orders(), {}
     probe.serve_factory(lambda: make_shop(orders, keys), name="check-05-shop-dry").close()
@@ -308,8 +308,8 @@ def idempotent_post(make_shop: Callable[[Callable[[str], int], dict], Any]) -> s
 def deny_list(DenyList: Callable[[], Any]) -> str:
     "Write a deny-list that revokes tokens by jti and forgets them when they expire."
     from ..apps import social
-    from ..server import serve
-    from ..tokens import TokenAuth, new_key
+    from ..serving.server import serve
+    from ..state.tokens import TokenAuth, new_key
 
     deny = DenyList()
     deny.revoke("token-a", 100)

@@ -113,7 +113,7 @@ class _Watch:
 def least_loaded(policy_class: Callable[[], Any]) -> str:
     "Write a least-loaded balancing policy that never picks a dead server."
     import labkit as lk
-    from ..policies import Backend, RequestInfo
+    from ..balancing.policies import Backend, RequestInfo
 
     request = RequestInfo("GET", "/", {}, {}, "probe")
     busy = [Backend("s1", active=3, served=9), Backend("s2", active=1, served=9),
@@ -170,7 +170,7 @@ def _reference_lost(report: Any) -> dict[str, int]:
 
 
 def _sample(start: float, latency: float, status: int, server: str | None) -> Any:
-    from ..load import Sample
+    from ..observe.load import Sample
 
     return Sample(user=0, start=start, latency=latency, status=status, server=server)
 
@@ -187,7 +187,7 @@ def _sample(start: float, latency: float, status: int, server: str | None) -> An
 def lost_by_period(lost: Callable[[Any], dict]) -> str:
     "From a load report, count the failed requests of each fault period."
     import labkit as lk
-    from ..load import LoadReport
+    from ..observe.load import LoadReport
 
     made_up = LoadReport(users=1, duration=10.0, samples=[
         _sample(0.5, 0.1, 200, "s1"),
@@ -240,7 +240,7 @@ def lost_by_period(lost: Callable[[Any], dict]) -> str:
 ])
 def retry_rule(may_retry: Callable[[str], bool]) -> str:
     "Decide which methods a balancer may send again after a server died."
-    from ..balancer import IDEMPOTENT
+    from ..balancing.balancer import IDEMPOTENT
 
     why = {"POST": "a POST may have created something already (a second order, a second"
                    " payment)",

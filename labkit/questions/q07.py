@@ -74,7 +74,7 @@ def size_gateway(make_gateway: Callable[..., Any]) -> str:
     "Write the size-counting gateway that keeps oversized uploads off the main server."
     import labkit as lk
 
-    from ..serverless import create_upload_server
+    from ..apps.uploads import create_upload_server
 
     with lk.serve(create_upload_server, name="check-07-main") as main, \
             probe.serve_factory(lambda: make_gateway(main.url, limit=LIMIT),
@@ -161,8 +161,8 @@ def stateless_handler(visits_module: Callable[[], Any]) -> str:
 
 
 def _visit_scenario(visits_module: Callable[[], Any], deployment: str) -> dict:
-    from ..serverless import FunctionRuntime
-    from ..sessions import ManualClock
+    from ..state.serverless import FunctionRuntime
+    from ..state.sessions import ManualClock
 
     clock = ManualClock()
     runtime = FunctionRuntime(keep_warm=60, clock=clock)
@@ -226,8 +226,8 @@ def _visit_scenario(visits_module: Callable[[], Any], deployment: str) -> dict:
 # ------------------------------------------------------------------ predict cold starts
 def _play(bursts: list[tuple[float, int]], keep_warm: float) -> int:
     """Play ``bursts`` on a real runtime with a manual clock; return its cold starts."""
-    from ..serverless import FunctionRuntime
-    from ..sessions import ManualClock
+    from ..state.serverless import FunctionRuntime
+    from ..state.sessions import ManualClock
 
     clock = ManualClock()
     runtime = FunctionRuntime(keep_warm=keep_warm, clock=clock)

@@ -69,10 +69,10 @@ from typing import Any
 import jwt
 from flask import Flask, Request, Response
 
-from .apps._json import ApiError
-from .apps.social import AUTH_MODES, Caller, PasswordBook
-from .errors import LabkitError
-from .redis_server import StoreUnavailable
+from ..apps._json import ApiError
+from ..apps.social import AUTH_MODES, Caller, PasswordBook
+from ..errors import LabkitError
+from .redis import StoreUnavailable
 
 __all__ = ["AUDIENCE", "DEFAULT_KEY", "DenyList", "ISSUER", "RedisDenyList", "REASONS",
            "TokenAuth", "TokenRejected", "WeakKeyError", "forge", "issue", "new_key",
@@ -216,7 +216,7 @@ class TokenAuth:
         ttl: seconds a token lives.
         leeway: seconds of clock difference forgiven when checking times.
         clock: Unix seconds, ``time.time`` by default; a
-            :class:`~labkit.sessions.ManualClock` fast-forwards expiry.
+            :class:`~labkit.state.sessions.ManualClock` fast-forwards expiry.
         deny: a deny-list (:class:`DenyList`, :class:`RedisDenyList` or your own with
             ``revoke(jti, exp)`` and ``is_revoked(jti, now)``); then ``POST /logout``
             revokes the token it carries, and ``POST /logout?everywhere=1`` every token
@@ -425,12 +425,12 @@ class RedisDenyList:
     the token's ``exp`` (``SET ... EXAT``); a per-user not-before time is
     ``deny:user:<name>``. Every request now costs a round trip to Redis: the price of
     being able to take a token back. When Redis is down the methods raise
-    :class:`~labkit.redis_server.StoreUnavailable` and the app answers 503: it
+    :class:`~labkit.state.redis.StoreUnavailable` and the app answers 503: it
     fails closed rather than accept tokens it cannot check.
     """
 
     def __init__(self, client_or_server: Any, *, prefix: str = "deny:") -> None:
-        from .redis_server import RedisServer
+        from .redis import RedisServer
 
         if isinstance(client_or_server, RedisServer):
             client_or_server = client_or_server.client()

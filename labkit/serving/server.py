@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from . import _lifecycle
+from .. import _lifecycle
 from ._middleware import KitMiddleware
 from ._serving import (
     HOST,
@@ -39,7 +39,7 @@ from ._serving import (
     fetch_json,
     probe,
 )
-from .errors import AppFactoryError, PortInUseError, ServerStartError, ServerStateError
+from ..errors import AppFactoryError, PortInUseError, ServerStartError, ServerStateError
 
 READY_TIMEOUT = 10.0  # seconds a server gets to answer its first request
 

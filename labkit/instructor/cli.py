@@ -1,7 +1,7 @@
 """The ``labkit`` command line: ``release``, ``grade`` and ``doctor``.
 
-Each subcommand is a thin layer over a module (:mod:`labkit.release`,
-:mod:`labkit.grading`, :mod:`labkit.doctor`). Mistakes in the input end the
+Each subcommand is a thin layer over a module (:mod:`labkit.instructor.release`,
+:mod:`labkit.instructor.grading`, :mod:`labkit.instructor.doctor`). Mistakes in the input end the
 program with one readable line on stderr and exit status 2, never a traceback.
 """
 
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from .errors import LabkitError
+from ..errors import LabkitError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,4 +1,4 @@
-"""The machinery under :class:`labkit.server.Server`: werkzeug made quiet and killable.
+"""The machinery under :class:`labkit.serving.server.Server`: werkzeug made quiet and killable.
 
 * :class:`QuietHandler` turns werkzeug's console log off (the kit keeps a
   structured log instead: output printed by a background thread would land in
@@ -25,7 +25,7 @@ from typing import Any
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from ._middleware import INTERNAL_PREFIX, KitMiddleware
-from .errors import AppFactoryError, BadAppError, PortInUseError
+from ..errors import AppFactoryError, BadAppError, PortInUseError
 
 HOST = "127.0.0.1"
 POLL_INTERVAL = 0.05  # how often serve_forever looks for a shutdown request

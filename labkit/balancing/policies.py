@@ -32,7 +32,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
-from .errors import UnknownPolicyError
+from ..errors import UnknownPolicyError
 
 __all__ = [
     "Backend",

@@ -21,7 +21,7 @@ Persistence is chosen on purpose, so that the lesson about crashes is exact:
   (``appendfsync always``), the production answer that makes a crash lose nothing.
 
 Sessions are kept by :class:`RedisSessionStore`, which has the same small interface as
-the in-memory ``MemorySessionStore`` of :mod:`labkit.sessions`, so an app can swap one
+the in-memory ``MemorySessionStore`` of :mod:`labkit.state.sessions`, so an app can swap one
 for the other.
 """
 
@@ -44,7 +44,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from .errors import ServerStateError, StoreError
+from ..errors import ServerStateError, StoreError
 
 __all__ = ["RedisServer", "RedisSessionStore", "StoreUnavailable", "find_redis_server"]
 
@@ -445,7 +445,7 @@ class RedisSessionStore:
         """Replace the data of the live session ``sid`` and restart its clock.
 
         Raises KeyError for an id the store does not hold (expired, deleted, never
-        issued): like :class:`~labkit.sessions.MemorySessionStore`, a store never
+        issued): like :class:`~labkit.state.sessions.MemorySessionStore`, a store never
         adopts an id it did not issue. ``xx=True`` makes that check atomic in Redis.
         """
         written = self._call(self.client.set, self._key(sid), _encode(data),

@@ -38,10 +38,9 @@ top-level code and which returns the handler::
             return {"count": count}
         return handler
 
-The second half of the module is the blog post's example: a small stateless service
-in front of the main server that counts the size of each upload and turns away the
-oversized ones, so that the main server never sees them
-(:func:`create_size_gateway`, :func:`create_upload_server`).
+The blog post's other example, a small stateless service in front of the main server
+that counts the size of each upload and turns away the oversized ones, is a course
+app: :mod:`labkit.apps.uploads`.
 """
 
 from __future__ import annotations
@@ -53,16 +52,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import requests
-from flask import Flask, Response, jsonify, request
+from flask import Flask, jsonify, request
 
-from .apps._json import install_json_errors
-from .errors import LabkitError
+from ..apps._json import install_json_errors
+from ..errors import LabkitError
 
 DEFAULT_KEEP_WARM = 600.0    # seconds an idle container is kept (Lambda: minutes)
-DEFAULT_LIMIT = 256 * 1024   # bytes: the gateway's upload limit
-READ_CHUNK = 64 * 1024
-DRAIN_CAP = 64 * 1024 * 1024  # bytes a refusing gateway reads and drops, at most
 
 __all__ = [
     "Context",
@@ -71,8 +66,6 @@ __all__ = [
     "Invocation",
     "Store",
     "UnknownFunctionError",
-    "create_size_gateway",
-    "create_upload_server",
 ]
 
 
@@ -347,105 +340,3 @@ class FunctionRuntime:
             return jsonify(self.stats())
 
         return app
-
-
-# -- the post's example: count the size before the main server sees it ------------------
-
-
-def create_upload_server() -> Flask:
-    """The main server: ``POST /upload`` stores nothing, but reads and counts every byte.
-
-    ``GET /received`` answers ``{"uploads": n, "bytes": n, "largest": n}``: how much
-    work the uploads cost this server. It has no size limit of its own on purpose.
-    """
-    app = Flask("upload_server")
-    install_json_errors(app)
-    seen = {"uploads": 0, "bytes": 0, "largest": 0}
-    lock = threading.Lock()
-
-    @app.post("/upload")
-    def upload():
-        size = len(request.get_data())
-        with lock:
-            seen["uploads"] += 1
-            seen["bytes"] += size
-            seen["largest"] = max(seen["largest"], size)
-        return jsonify(received=size)
-
-    @app.get("/received")
-    def received():
-        with lock:
-            return jsonify(seen)
-
-    return app
-
-
-def _drain(stream: Any) -> int:
-    """Read and drop what the client is still sending, so it hears our answer.
-
-    (Closing the socket on unread bytes can reset the connection before the client
-    reads the 413.) Stops at ``DRAIN_CAP`` or when the client stops.
-    """
-    dropped = 0
-    try:
-        while dropped < DRAIN_CAP:
-            chunk = stream.read(READ_CHUNK)
-            if not chunk:
-                break
-            dropped += len(chunk)
-    except Exception:  # the client hung up or lied about the length: nothing to drain
-        pass
-    return dropped
-
-
-def _too_large(limit: int, size: int | None) -> tuple[Response, int]:
-    said = f"{size} bytes" if size is not None else "more than that"
-    return jsonify(error="too_large", limit=limit, size=size,
-                   message=f"Uploads are limited to {limit} bytes; this one is {said}."), 413
-
-
-def create_size_gateway(upstream: str, *, limit: int = DEFAULT_LIMIT,
-                        timeout: float = 30.0) -> Flask:
-    """A stateless gateway: ``POST /upload`` is counted, then forwarded or refused.
-
-    * a declared ``Content-Length`` over ``limit``: 413 at once, before reading;
-    * otherwise (no length, chunked, or a length that may lie) it *counts* the body
-      as it reads, and stops with 413 as soon as it passes ``limit``;
-    * an upload within the limit goes to ``upstream + "/upload"``, and the main
-      server's answer comes back unchanged.
-
-    It remembers nothing between requests, so any number of copies can run.
-
-    >>> gateway = lk.serve(lambda: create_size_gateway(main.url, limit=1024))  # doctest: +SKIP
-    """
-
-    app = Flask("size_gateway")
-    install_json_errors(app)
-
-    @app.post("/upload")
-    def upload():
-        declared = request.content_length      # None when missing (e.g. chunked)
-        if declared is not None and declared > limit:
-            _drain(request.stream)
-            return _too_large(limit, declared)
-        body = bytearray()
-        while True:                             # count while reading, never past limit + 1
-            chunk = request.stream.read(min(READ_CHUNK, limit + 1 - len(body)))
-            if not chunk:
-                break
-            body += chunk
-            if len(body) > limit:
-                _drain(request.stream)
-                return _too_large(limit, None)
-        try:
-            answer = requests.post(upstream.rstrip("/") + "/upload", data=bytes(body),
-                                   headers={"Content-Type": request.content_type
-                                            or "application/octet-stream"},
-                                   timeout=timeout)
-        except requests.RequestException:
-            return jsonify(error="upstream_unavailable",
-                           message="The main server did not answer; try again later."), 502
-        return Response(answer.content, status=answer.status_code,
-                        content_type=answer.headers.get("Content-Type"))
-
-    return app

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import nbformat
 
-from .errors import ReleaseError
+from ..errors import ReleaseError
 
 MANIFEST = ".release-manifest.json"
 STUB = ("# YOUR CODE HERE", 'raise NotImplementedError("Replace this line with your solution.")')

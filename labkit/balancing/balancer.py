@@ -24,7 +24,7 @@ import socket
 import threading
 from typing import Any, Sequence
 
-from . import _http
+from .. import _http
 from .policies import Backend, Policy, RequestInfo
 
 HOST = "127.0.0.1"
@@ -54,7 +54,7 @@ class _Upstream:
 class Balancer:
     """Relay HTTP from clients to live servers, as chosen by a policy.
 
-    ``servers`` are kit :class:`~labkit.server.Server` objects (anything with
+    ``servers`` are kit :class:`~labkit.serving.server.Server` objects (anything with
     ``name``, ``port``, ``alive`` and ``generation`` works).
     """
 

@@ -3,7 +3,7 @@
 For each submission the grader
 
 1. copies it into a fresh scratch folder (the submission itself is only read);
-2. runs it top to bottom in a child process (``python -m labkit.grading --worker``)
+2. runs it top to bottom in a child process (``python -m labkit.instructor.grading --worker``)
    with nbclient and a kernel started from *this* Python (``sys.executable -m
    ipykernel_launcher``), so the kernel sees the same labkit and packages as the
    grader. ``allow_errors`` is on: one failing cell does not hide later checks;
@@ -40,9 +40,9 @@ from typing import Iterable
 
 import nbformat
 
-from .checks.registry import Question, questions_for
-from .checks.result import MIME_TYPE, CheckResult, stable_text
-from .errors import GradeError, LabkitError
+from ..checks.registry import Question, questions_for
+from ..checks.result import MIME_TYPE, CheckResult, stable_text
+from ..errors import GradeError, LabkitError
 
 DEFAULT_TIMEOUT = 600.0  # seconds for a whole notebook
 NO_CHECK = "no check ran for this question"
@@ -172,7 +172,7 @@ def _run_worker(copy: Path, *, timeout: float, cell_timeout: float
     env["MPLBACKEND"] = "agg"
     with open(scratch / "worker.log", "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "labkit.grading", "--worker", copy.name,
+            [sys.executable, "-m", "labkit.instructor.grading", "--worker", copy.name,
              str(cell_timeout)],
             cwd=scratch, env=env, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True)

@@ -49,7 +49,7 @@ from typing import Any
 import requests
 from flask import Flask, g, has_request_context, jsonify, request
 
-from .errors import LabkitError
+from ..errors import LabkitError
 
 __all__ = ["Copy", "Message", "Replica", "Replication", "WriteInvalidate", "WriteUpdate"]
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
-from . import _http
-from .errors import LabkitError
+from .. import _http
+from ..errors import LabkitError
 from .topology import _enable_inline_figures
 
 Step = tuple  # (method, path) or (method, path, json_body)

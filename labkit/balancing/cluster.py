@@ -17,11 +17,11 @@ from __future__ import annotations
 import html
 from typing import Any, Callable
 
-from . import _lifecycle
+from .. import _lifecycle
 from .balancer import Balancer
-from .errors import BadAppError, ServerStartError, UnknownServerError
+from ..errors import BadAppError, ServerStartError, UnknownServerError
 from .policies import Policy, by_name
-from .server import Server
+from ..serving.server import Server
 
 
 class ClusterStats(dict):
@@ -59,7 +59,7 @@ class Cluster:
         factory: a zero-argument function returning a Flask app.
         size: how many servers (named ``s1``, ``s2``, ...).
         balancer: ``"round_robin"``, ``"least_connections"``, ``"sticky"``,
-            ``"hash"``, or your own policy object (see :mod:`labkit.policies`).
+            ``"hash"``, or your own policy object (see :mod:`labkit.balancing.policies`).
         isolation: ``"thread"`` or ``"process"`` for every server.
         workers, service_time: the capacity model of each server.
         name: the cluster's name; creating a cluster again under the same name
@@ -159,8 +159,8 @@ class Cluster:
         return self.server(name).revive()
 
     def draw(self, ax: Any = None, **options: Any) -> Any:
-        """Draw clients, balancer and servers (see :func:`labkit.topology.draw`)."""
-        from .topology import draw
+        """Draw clients, balancer and servers (see :func:`labkit.observe.topology.draw`)."""
+        from ..observe.topology import draw
 
         return draw(self, ax=ax, **options)
 
