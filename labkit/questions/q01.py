@@ -193,7 +193,10 @@ def _check_lru(SessionStore: Callable[..., Any], rng: Any) -> None:
         if len(store) != size:
             raise CheckFailed(f"After max_sessions new() calls, len(store) should be"
                               f" max_sessions, not {len(store)}.")
-        for sid in rng.sample(order, rng.randrange(0, size + 1)):
+        # Touch some sessions, always including the oldest one (last), so that the
+        # least recently used is never simply the first created.
+        touched = rng.sample(order[1:], rng.randrange(0, size)) + [order[0]]
+        for sid in touched:
             store.get(sid)
             order.remove(sid)
             order.append(sid)
@@ -489,18 +492,6 @@ def remember_login(make_app: Callable[[Callable[[str, str], bool]], Flask]) -> s
                     stranger.cookies.set("sid", forged)
                     r = _me(server, stranger, "GET /me")
                 probe.expect_status(r, 401, f"GET /me with {why}")
-            # Ids from Python's `random` (or a counter, or the clock) repeat when the
-            # generator is seeded the same way: `secrets` cannot be replayed.
-            def login_sid() -> str | None:
-                with requests.Session() as fresh:
-                    r = _login(server, fresh, victim, users[victim])
-                    return (probe.set_cookie_values(r, "sid") or [None])[-1]
-
-            if probe.predictable_with_random(login_sid):
-                raise CheckFailed(
-                    "Two logins gave the same session id after Python's `random` module"
-                    " was seeded the same way: your ids come from `random`, which can be"
-                    " predicted. Use the `secrets` module: secrets.token_urlsafe(32).")
             # Logging in again gives the same user a second, different session.
             with requests.Session() as again:
                 r = _login(server, again, victim, users[victim])
@@ -515,6 +506,18 @@ def remember_login(make_app: Callable[[Callable[[str, str], bool]], Flask]) -> s
             _expect_user(_me(server, clients[victim], "GET /me"), victim,
                          "GET /me from the first client after the same user logged in"
                          " again elsewhere")
+            # Ids from Python's `random` (or a counter, or the clock) repeat when the
+            # generator is seeded the same way: `secrets` cannot be replayed.
+            def login_sid() -> str | None:
+                with requests.Session() as fresh:
+                    r = _login(server, fresh, victim, users[victim])
+                    return (probe.set_cookie_values(r, "sid") or [None])[-1]
+
+            if probe.predictable_with_random(login_sid):
+                raise CheckFailed(
+                    "Two logins gave the same session id after Python's `random` module"
+                    " was seeded the same way: your ids come from `random`, which can be"
+                    " predicted. Use the `secrets` module: secrets.token_urlsafe(32).")
         finally:
             for c in clients.values():
                 c.close()
