@@ -543,7 +543,7 @@ def rotating_signer(RotatingSigner: Callable[[list[str]], Any]) -> str:
         raise CheckFailed("With three keys, a value signed with the middle key should"
                           " still verify: unsign tries every key.")
     new = RotatingSigner([k1, k2, k3]).sign(value)
-    if not _unsign(RotatingSigner([k3]), new)[0] or _unsign(RotatingSigner([k1, k2]), new)[0]:
+    if not _unsign(RotatingSigner([k3]), new)[0]:
         raise CheckFailed("sign must use the newest (last) key of the list, so that its"
                           " tokens still verify once the older keys are dropped.")
 
@@ -551,6 +551,7 @@ def rotating_signer(RotatingSigner: Callable[[list[str]], Any]) -> str:
     tail = old[separator:]
     forgeries = [
         (old, [k2, k3], "a token signed with a key that is no longer in the list"),
+        (new, [k1, k2], "a token signed with a key that is not (yet) in the list"),
         (RotatingSigner([stranger]).sign(value), [k1, k2], "a token signed with an"
          " unknown key"),
         (probe.random_user(rng) + tail, [k1], "a changed value with the old signature"),
