@@ -220,7 +220,9 @@ def sticky_policy(policy_class: Callable[[], Any]) -> str:
 
 # ------------------------------------------------------------------ predict logouts
 def _random_pins(rng: Any) -> tuple[dict[str, str], set[str]]:
-    servers = [f"s{i}" for i in rng.sample(range(1, 14), rng.randrange(2, 6))]
+    servers = [f"s{i}" for i in rng.sample(range(1, 10), rng.randrange(1, 5))]
+    servers.append(servers[0] + str(rng.randrange(10)))  # "s3" and "s31": names that
+    rng.shuffle(servers)                                 # contain one another
     users = [probe.random_user(rng) for _ in range(rng.randrange(0, 12))]
     pins = {u: rng.choice(servers) for u in users}
     dead = set(rng.sample(servers, rng.randrange(0, len(servers) + 1)))
