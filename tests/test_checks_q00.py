@@ -265,7 +265,7 @@ CASES = [
     valid(R, "reference", make_guestbook),
     valid(R, "callable-object-list-201", GuestbookFactory()),
     valid(R, "app-config-empty-post-body", config_guestbook),
-    wrong(R, "global-memory", global_memory, says="own memory", kind="logic"),
+    wrong(R, "global-memory", global_memory, says="inside make_guestbook", kind="logic"),
     wrong(R, "hard-coded-ada", _guestbook(on_get=_hard_coded_ada),
           says="latest one stored", kind="visible-only"),
     wrong(R, "keeps-first-name", _guestbook(keep_first=True), says="latest one stored",
@@ -301,8 +301,38 @@ CASES = [
           kind="substance"),
     wrong(A, "ignores-404", make_guestbook, ignores_status, says="404 means None",
           kind="hostile-input"),
-    wrong(A, "none-as-text", make_guestbook, none_as_text, says="should return None",
+    wrong(A, "none-as-text", make_guestbook, none_as_text, says="after the restart",
           kind="hostile-input"),
+]
+
+
+def reads_name_from_any_body(server):
+    """Reads the name from the body whatever the status."""
+    server.kill()
+    server.revive()
+    return requests.get(server.url + "/guest", timeout=5).json().get("name")
+
+
+def lower_cased(guest):
+    data = request.get_json(silent=True) or {}
+    if "name" not in data:
+        return {"error": "no name"}, 400
+    guest["name"] = str(data["name"]).strip().lower()
+    return {"name": guest["name"]}
+
+
+def wrong_key(guest):
+    if "name" not in guest:
+        return {}, 404
+    return {"guest": guest["name"]}
+
+
+CASES += [
+    wrong(A, "reads-name-from-any-body", make_guestbook, reads_name_from_any_body,
+          says="404 means None", kind="hostile-input"),
+    wrong(R, "lower-cases-names", _guestbook(on_post=lower_cased), says="exact name",
+          kind="hostile-input"),
+    wrong(R, "wrong-key", _guestbook(on_get=wrong_key), says='key "name"', kind="substance"),
 ]
 
 

@@ -701,6 +701,39 @@ def locked_rmw_chat():
 
 _COUNTER = iter(range(10 ** 9))
 
+class EvictsNewest(Store):
+    """popitem() without last=False: evicts the most recently used session."""
+
+    def new(self, data=None):
+        with self.lock:
+            sid = secrets.token_urlsafe(32)
+            self.entries[sid] = [dict(data or {}), self.clock()]
+            while self.max_sessions is not None and len(self.entries) > self.max_sessions:
+                self.entries.popitem()
+            return sid
+
+
+def by_user_agent_chat():
+    """Keys histories by the client's User-Agent instead of a session id."""
+    app = Flask("by_agent")
+    histories: dict = {}
+
+    @app.post("/chat")
+    def chat():
+        message = (request.get_json(silent=True) or {}).get("message")
+        if not isinstance(message, str):
+            return {"error": "bad"}, 400
+        history = histories.setdefault(request.headers.get("User-Agent", ""), [])
+        reply = social.reply_to(history, message)
+        history.append(message)
+        response = jsonify(reply=reply)
+        if "sid" not in request.cookies:
+            response.set_cookie("sid", secrets.token_urlsafe(32))
+        return response
+
+    return app
+
+
 S, L, C = "01.session_store", "01.remember_login", "01.chat_context"
 CASES = [
     valid(S, "reference", Store),
@@ -779,6 +812,8 @@ CASES = [
           kind="hostile-input"),
     wrong(C, "reply-as-text", _chat_app(text_reply=True), says="Content-Type",
           kind="substance"),
+    wrong(S, "evicts-newest", EvictsNewest, says="least recently used", kind="logic"),
+    wrong(C, "history-per-user-agent", by_user_agent_chat, says="own history", kind="logic"),
 ]
 
 

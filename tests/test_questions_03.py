@@ -241,6 +241,13 @@ class Model:
         return np.maximum(service_time, users / throughput)
 
 
+def wait_plus_service(*, users, servers, workers, service_time):
+    """Valid: queueing wait plus one service time (the same formula, rearranged)."""
+    slots = servers * workers
+    wait = max(0, users - slots) * service_time / slots
+    return wait + service_time
+
+
 SP, PL, CM = "03.sticky_policy", "03.predict_logouts", "03.capacity_model"
 CASES = [
     valid(SP, "reference", MySticky),
@@ -263,8 +270,8 @@ CASES = [
     valid(PL, "loop", loop_version),
     wrong(PL, "survivors", survivors_instead, says="exactly when the server", kind="logic"),
     wrong(PL, "list", as_list, says="Return a set", kind="substance"),
-    wrong(PL, "only-s2", only_s2, says="left out", kind="visible-only"),
-    wrong(PL, "first-dead-only", first_dead_only, says="left out", kind="visible-only"),
+    wrong(PL, "only-s2", only_s2, says="exactly when the server", kind="visible-only"),
+    wrong(PL, "first-dead-only", first_dead_only, says="exactly when the server", kind="visible-only"),
     wrong(PL, "mutates-pins", pops_the_dead, says="changed", kind="hostile-input"),
     wrong(PL, "substring-match", substring_of_dead, says="whose server is alive",
           kind="hostile-input"),
@@ -282,6 +289,7 @@ CASES = [
     wrong(CM, "text", as_text, says="number of seconds", kind="substance"),
     wrong(CM, "ignores-servers", ignores_servers, says="too high", kind="logic"),
     wrong(CM, "service-plus-wait", plus_one_service, says="too high", kind="logic"),
+    valid(CM, "wait-plus-service", wait_plus_service),
 ]
 
 

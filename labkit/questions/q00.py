@@ -20,12 +20,19 @@ _ODD_NAMES = ("Zoë O'Neil", "José María", "Ada Lovelace", "Grace \"Amazing\" 
               "李小龍", "Ωmega", "d'Artagnan", "Anne-Marie")
 
 
+_NON_ASCII = ("Zoë O'Neil", "José María", "李小龍", "Ωmega")
+
+
 def _names(count: int) -> list[str]:
-    """``count`` distinct guest names for this run, one of them an odd one."""
+    """``count`` distinct guest names for this run: the first three (in random order)
+    hold a plain one, one with letters beyond ASCII, and one with spaces or quotes."""
     rng = context().rng
-    names = [probe.random_user(rng).capitalize() for _ in range(count - 1)]
-    names.insert(rng.randrange(count), rng.choice(_ODD_NAMES))
-    return names
+    odd = [rng.choice(_NON_ASCII),
+           rng.choice([n for n in _ODD_NAMES if n not in _NON_ASCII])]
+    names = [probe.random_user(rng).capitalize()] + odd
+    rng.shuffle(names)
+    names += [probe.random_user(rng).capitalize() for _ in range(count - 3)]
+    return names[:count]
 
 
 def _guest_name(response: Any, what: str) -> str | None:
@@ -70,8 +77,10 @@ def remember(make_guestbook: Callable[[], Flask]) -> str:
         response = probe.call("GET", url, what="GET /guest")
         if response.status_code != 404:
             raise CheckFailed(
-                "GET /guest before anyone signed in should answer 404, but your app"
-                f" answered {probe.describe(response)}.")
+                "GET /guest on a new server, before anyone signed in, should answer 404,"
+                f" but your app answered {probe.describe(response)}. (If the guest lives"
+                " in a variable outside make_guestbook, every server shares it: create"
+                " it inside make_guestbook.)")
         # A bad POST on an empty guestbook must not invent a guest.
         response = _post(url, {"nickname": names[0]}, "POST /guest without a name")
         probe.expect_status(response, 400, "POST /guest with JSON that has no 'name'")
@@ -251,7 +260,9 @@ def after_revive(make_guestbook: Callable[[], Flask],
             continue
         store: dict = {}
         starts: list[int] = []
-        missing = rng.choice(("json", "text"))
+        # A guestbook that knows no guest answers a plain-text 404: only the status
+        # code says "no guest", so an answer must not read a name from that body.
+        missing = "text" if scenario == "outside-empty" else "json"
         factory = _guestbook_with_outside_store(store, starts, missing=missing)
         with probe.serve_factory(factory, name="guestbook") as server:
             if scenario != "outside-empty":

@@ -95,6 +95,8 @@ def _choose(policy: Any, request: Any, servers: list[Any], what: str) -> Any:
 
 
 def _check_policy_offline(policy_class: Callable[[], Any], rng: Any) -> None:
+    from ..balancing.policies import Backend
+
     policy = policy_class()
     cookie = getattr(policy, "cookie", None)
     if not isinstance(cookie, str) or not cookie:
@@ -117,17 +119,28 @@ def _check_policy_offline(policy_class: Callable[[], Any], rng: Any) -> None:
     # Pinned clients go home, whatever the order of the list and whatever else the
     # request says; a pin naming a server that is not live is re-placed.
     policy = policy_class()
+    plain = [Backend(f"s{i}") for i in range(1, rng.randrange(3, 6) + 1)]
     servers = _servers(rng, rng.randrange(3, 6))
-    for _ in range(12):
-        home = rng.choice(servers)
-        order = rng.sample(servers, len(servers))
+    short = next(a for a in servers if any(
+        b is not a and b.name.startswith(a.name) for b in servers))
+    long_ = next(b for b in servers if b is not short and b.name.startswith(short.name))
+    # Both members of a pair like "s3"/"s31", each with the other first in the list.
+    trials = [(short, [long_, short]), (long_, [short, long_])]
+    for group in (plain, servers):
+        for _ in range(8):
+            home = rng.choice(group)
+            trials.append((home, rng.sample(group, len(group))))
+    for home, order in trials:
+        if order[0] is long_ or order[0] is short:
+            order = order + [s for s in servers if s not in order]
         chosen = _choose(policy, _request(rng, {cookie: home.name}), order,
                          "a client whose cookie names a live server")
         if chosen is not home:
             raise CheckFailed(
                 "A client whose cookie names a live server was sent to another server."
-                " Return the server whose .name equals the cookie exactly (compare"
-                " names with ==, not by position or by prefix).")
+                " Send a pinned client back to the server named in its cookie: the one"
+                " whose .name equals the cookie exactly (compare names with ==, not by"
+                " position or by prefix).")
     for value, why in (("", "an empty pin cookie"), ("nobody", "a pin naming no server"),
                        (servers[0].name + "x" * 40, "a pin naming no server"),
                        (" ", "a blank pin cookie")):
