@@ -335,6 +335,8 @@ def code_uses(obj: Any, names: set[str], *, modules: tuple[str, ...] = (),
                 target = global_names.get(name)
                 if target is None:
                     continue
+                if getattr(target, "__name__", None) in names:  # imported under an alias
+                    return True
                 module = getattr(target, "__module__", None) or getattr(target, "__name__", "")
                 if modules and isinstance(module, str) and module.startswith(modules):
                     return True
