@@ -734,6 +734,52 @@ def by_user_agent_chat():
     return app
 
 
+class ResurrectingSave(Store):
+    """save() on an expired (not yet purged) session brings it back."""
+
+    def save(self, sid, data):
+        with self.lock:
+            if sid not in self.entries:
+                raise KeyError(sid)
+            self.entries[sid] = [dict(data), self.clock()]
+
+
+class WallClockStore(Store):
+    """Ignores the clock it is given and reads time.monotonic()."""
+
+    def __init__(self, *, idle_timeout=None, max_sessions=None, clock=time.monotonic):
+        super().__init__(idle_timeout=idle_timeout, max_sessions=max_sessions,
+                         clock=time.monotonic)
+
+
+_MODULE_SESSIONS: dict = {}
+
+
+def module_dict_login(verify):
+    """The sessions dict lives outside make_app: every app shares it."""
+    app = Flask("module_dict")
+    app.extensions["labkit.sessions"] = _MODULE_SESSIONS
+
+    @app.post("/login")
+    def login():
+        body = request.get_json(silent=True) or {}
+        user, password = body.get("username"), body.get("password")
+        if not (isinstance(user, str) and isinstance(password, str) and verify(user, password)):
+            return {"error": "bad"}, 401
+        sid = secrets.token_urlsafe(32)
+        _MODULE_SESSIONS[sid] = user
+        response = jsonify(user=user)
+        response.set_cookie("sid", sid)
+        return response
+
+    @app.get("/me")
+    def me():
+        user = _MODULE_SESSIONS.get(request.cookies.get("sid"))
+        return ({"user": user}, 200) if user else ({"error": "login_required"}, 401)
+
+    return app
+
+
 S, L, C = "01.session_store", "01.remember_login", "01.chat_context"
 CASES = [
     valid(S, "reference", Store),
@@ -814,6 +860,11 @@ CASES = [
           kind="substance"),
     wrong(S, "evicts-newest", EvictsNewest, says="least recently used", kind="logic"),
     wrong(C, "history-per-user-agent", by_user_agent_chat, says="own history", kind="logic"),
+    wrong(S, "save-resurrects-expired", ResurrectingSave, says="back to life",
+          kind="security"),
+    wrong(S, "ignores-given-clock", WallClockStore, says="idle", kind="logic"),
+    wrong(L, "module-level-sessions", module_dict_login, says="share one dict",
+          kind="logic"),
 ]
 
 

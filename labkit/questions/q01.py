@@ -158,6 +158,18 @@ def _check_expiry(SessionStore: Callable[..., Any], rng: Any) -> None:
                           " returned its data.")
     if store.get(sid) is not None:
         raise CheckFailed("Once a session expired, get() must keep returning None.")
+    # save() on a session that expired (nobody has asked for it since) must not bring
+    # it back: an expired id is dead, like one that was never issued.
+    lapsed = store.new({"user": probe.random_user(rng)})
+    clock.advance(timeout + slack)
+    try:
+        store.save(lapsed, {"user": "mallory"})
+    except KeyError:
+        pass
+    if store.get(lapsed) is not None:
+        raise CheckFailed("save() on a session idle for idle_timeout seconds or more"
+                          " brought it back to life. An expired id is dead: raise"
+                          " KeyError (or do nothing), as for an id never issued.")
 
     # len() counts only live sessions, also ones nobody has asked for since.
     keep = [store.new({"n": i}) for i in range(rng.randrange(1, 4))]
@@ -421,8 +433,10 @@ def remember_login(make_app: Callable[[Callable[[str, str], bool]], Flask]) -> s
                  if body is None else _raw_post(server.url + "/login", anon, json=body))
             probe.expect_status(r, (400, 401), what)
         if server.stats()["sessions"] not in (0, None):
-            raise CheckFailed("Failed logins created sessions. Only a successful login"
-                              " starts one.")
+            raise CheckFailed("Before any successful login the server already held"
+                              " sessions: failed logins created some, or your apps share"
+                              " one dict (made outside make_app). Only a successful login"
+                              " starts a session, in a dict created inside make_app.")
 
         # Logins that overlap in time, through a slow password check.
         slow["delay"] = 0.05
@@ -475,6 +489,12 @@ def remember_login(make_app: Callable[[Callable[[str, str], bool]], Flask]) -> s
                     f" verify {len(calls)} times. A session exists to avoid that: look"
                     " the user up by the cookie.")
             sessions = server.stats()["sessions"]
+            if isinstance(sessions, int) and sessions > len(order):
+                raise CheckFailed(
+                    f"The server should hold one session per logged-in client, but the"
+                    f" kit counted more sessions than logins: your apps share one dict"
+                    " (made outside make_app), or failed logins left sessions behind."
+                    " Create the sessions dict inside make_app.")
             if sessions != len(order):
                 raise CheckFailed(
                     f"The server should hold one session per logged-in client"
@@ -524,6 +544,16 @@ def remember_login(make_app: Callable[[Callable[[str, str], bool]], Flask]) -> s
         finally:
             for c in clients.values():
                 c.close()
+        # A second app from the same factory has its own, empty sessions.
+        with probe.serve_factory(lambda: make_app(verify), name="check-login-2") as other, \
+                requests.Session() as visitor:
+            visitor.cookies.set("sid", sids[0])
+            r = _me(other, visitor, "GET /me")
+            if r.status_code != 401:
+                raise CheckFailed(
+                    "A second server built from make_app accepted a session id issued by"
+                    " the first one: they share one dict. Create the sessions dict inside"
+                    " make_app.")
     return ("One password check per login; random, unguessable session ids; each client"
             " known by its own id, also when logins overlap; forged ids refused.")
 
