@@ -615,5 +615,5 @@ def rotating_signer(RotatingSigner: Callable[[list[str]], Any]) -> str:
         r = probe.call("GET", server.url + "/me", session=early, what="GET /me")
         probe.expect_status(r, 200, "After the old key is dropped, a cookie re-issued"
                             " during the grace period")
-    return ("New key signs with a full HMAC-SHA256, old keys verify until dropped, every"
-            " forgery tried is refused, and signatures are compared in constant time.")
+    return ("New key signs with a full-length HMAC, old keys verify until dropped, every"
+            " forgery tried is refused, and your code calls hmac.compare_digest.")
