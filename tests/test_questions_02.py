@@ -483,6 +483,26 @@ class Base64Signer:
         raise ValueError("bad signature")
 
 
+def rotate_without_fallback(store, verify):
+    """store.rotate(old) for every login: None for a made-up or missing id, then 500."""
+    make = REF["make_login_app"]
+    app = make(store, verify)
+
+    def login():
+        body = request.get_json(silent=True) or {}
+        user, password = body.get("username"), body.get("password")
+        if not (isinstance(user, str) and isinstance(password, str) and verify(user, password)):
+            return {"error": "bad_credentials"}, 401
+        sid = store.rotate(request.cookies.get("sid"))
+        store.save(sid, {"user": user})  # KeyError when rotate gave None
+        response = jsonify(user=user)
+        response.set_cookie("sid", sid, httponly=True)
+        return response
+
+    app.view_functions["login"] = login
+    return app
+
+
 RO, LO, HD, RS = ("02.rotate_on_login", "02.revoking_logout", "02.hijack_detector",
                   "02.rotating_signer")
 CASES = [
@@ -505,6 +525,8 @@ CASES = [
     wrong(RO, "me-as-text", login_app(me_text=True), says="Content-Type", kind="substance"),
     wrong(RO, "me-200-when-anonymous", login_app(me_200_anonymous=True), says="401",
           kind="substance"),
+    wrong(RO, "rotate-without-fallback", rotate_without_fallback, says="made-up 'sid'",
+          kind="hostile-input"),
     valid(LO, "reference", REF["make_login_app"]),
     valid(LO, "class-204-all-user-sessions", login_service),
     valid(LO, "closures-text-logout", closures_login),
