@@ -780,6 +780,20 @@ def module_dict_login(verify):
     return app
 
 
+def secure_cookie_login(verify):
+    """Marks the cookie Secure: over plain http the client never sends it back."""
+    app = REF["make_app"](verify)
+
+    @app.after_request
+    def secure(response):
+        cookie = response.headers.get("Set-Cookie")
+        if cookie and "sid=" in cookie:
+            response.headers["Set-Cookie"] = cookie + "; Secure"
+        return response
+
+    return app
+
+
 S, L, C = "01.session_store", "01.remember_login", "01.chat_context"
 CASES = [
     valid(S, "reference", Store),
@@ -865,6 +879,8 @@ CASES = [
     wrong(S, "ignores-given-clock", WallClockStore, says="idle", kind="logic"),
     wrong(L, "module-level-sessions", module_dict_login, says="share one dict",
           kind="logic"),
+    wrong(L, "secure-cookie-over-http", secure_cookie_login, says="Secure attribute",
+          kind="substance"),
 ]
 
 

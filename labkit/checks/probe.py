@@ -346,3 +346,25 @@ def code_uses(obj: Any, names: set[str], *, modules: tuple[str, ...] = (),
         return False
 
     return visit(obj, 0)
+
+
+def expect_cookie_sent_back(response: requests.Response, name: str, what: str) -> None:
+    """Fail clearly when cookie ``name`` is marked Secure: over the plain HTTP of a
+    check (http://127.0.0.1) clients never send such a cookie back, so the session
+    would seem lost for a reason the learner cannot see."""
+    from http.cookies import CookieError, SimpleCookie
+
+    raw = getattr(response.raw, "headers", None)
+    headers = raw.get_all("Set-Cookie") if raw is not None and hasattr(raw, "get_all") else []
+    for header in headers or []:
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(header)
+        except CookieError:
+            continue
+        if name in jar and jar[name]["secure"]:
+            raise CheckFailed(
+                f"{what} set the cookie {name!r} with the Secure attribute. Clients send a"
+                " Secure cookie only over HTTPS, and the check's server speaks plain HTTP"
+                " on 127.0.0.1, so the cookie never comes back. Leave secure=True out"
+                " here (use it in production, behind HTTPS).")

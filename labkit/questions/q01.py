@@ -462,6 +462,8 @@ def remember_login(make_app: Callable[[Callable[[str, str], bool]], Flask]) -> s
                     " exactly once per login.")
             sids = []
             for name in order:
+                probe.expect_cookie_sent_back(results[order.index(name)], "sid",
+                                              "POST /login")
                 values = probe.set_cookie_values(results[order.index(name)], "sid")
                 if not values:
                     raise CheckFailed("A successful POST /login should set a cookie named"
@@ -618,6 +620,7 @@ def chat_context(make_chat_app: Callable[[], Flask]) -> str:
             for who in schedule:
                 message = _message(rng)
                 r = _chat(server, clients[who], message, "POST /chat")
+                probe.expect_cookie_sent_back(r, "sid", "POST /chat")
                 _expect_reply(r, social.reply_to(histories[who], message),
                               f"POST /chat (turn {len(histories[who]) + 1} of one of"
                               f" {count} clients whose turns interleave)")

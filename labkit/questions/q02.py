@@ -57,6 +57,7 @@ def _login_app(make_login_app: Callable[..., Flask], users: dict[str, str], name
 
 
 def _sid(response: requests.Response, what: str) -> str:
+    probe.expect_cookie_sent_back(response, "sid", what)
     values = probe.set_cookie_values(response, "sid")
     if not values or not values[-1]:
         raise CheckFailed(f"{what} should set a cookie named 'sid', but your app's answer"
