@@ -881,6 +881,12 @@ CASES = [
           kind="logic"),
     wrong(L, "secure-cookie-over-http", secure_cookie_login, says="Secure attribute",
           kind="substance"),
+    valid(L, "hex-128-bits", _login_app(make_sid=lambda user: secrets.token_hex(16))),
+    valid(C, "hex-128-bits", _chat_app(make_sid=lambda: secrets.token_hex(16))),
+    wrong(C, "uuid4-ids", _chat_app(make_sid=lambda: str(uuid.uuid4())), says="random bits",
+          kind="security"),
+    wrong(L, "uuid4-ids", _login_app(make_sid=lambda user: uuid.uuid4().hex), says="random bits",
+          kind="security"),
 ]
 
 

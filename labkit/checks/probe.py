@@ -173,7 +173,9 @@ def id_bits(ids: list[str]) -> float:
 
     Characters that are the same in every id of the sample (a fixed prefix, a
     version digit, dashes) carry nothing; each varying position counts as many bits
-    as its alphabet allows: 4 for hex, about 5.95 for base64, 3.3 for digits.
+    as its alphabet allows: 4 for hex, 6 for base64, 3.3 for digits. Give it at
+    least 16 ids: with fewer, a random position is too often the same in all of
+    them by chance, and the estimate comes out low.
     """
     import math
     import string
