@@ -74,7 +74,7 @@ def _servers(rng: Any, count: int) -> list[Any]:
 def _request(rng: Any, cookies: dict[str, str]) -> Any:
     from ..balancing.policies import RequestInfo
 
-    client_id = probe.random_user(rng)
+    client_id = f"{probe.random_user(rng)}-{rng.randrange(10 ** 9)}"  # never repeats
     return RequestInfo(rng.choice(("GET", "POST")), rng.choice(("/", "/me", "/feed")),
                        {"X-Client-Id": client_id}, dict(cookies), client_id)
 
@@ -371,9 +371,13 @@ def capacity_model(latency: Callable[..., float]) -> str:
     predicted = latency(users=users, servers=2, workers=2, service_time=0.02)
     with lk.Cluster(lambda: _ok_app(), size=2, workers=2, service_time=0.02,
                     name="check-03-capacity") as cluster:
-        report = lk.load_test(cluster, users=users, requests=20 * users, progress=False)
-    measured = report.p50 / 1000
-    if not 0.7 * predicted <= measured <= 2.0 * predicted:  # a busy laptop adds overhead
+        for _attempt in range(2):  # a busy machine can spoil one measurement
+            report = lk.load_test(cluster, users=users, requests=20 * users,
+                                  progress=False)
+            measured = report.p50 / 1000
+            if 0.7 * predicted <= measured <= 2.5 * predicted:
+                break
+    if not 0.7 * predicted <= measured <= 2.5 * predicted:  # a busy laptop adds overhead
         raise CheckFailed(
             f"Your model's prediction for {users} users on 2 servers x 2 workers x 20 ms"
             " is far from the median the live cluster measured. (If this machine is very"
