@@ -8,7 +8,6 @@ import base64
 import hashlib
 import hmac
 import itertools
-import secrets
 import threading
 import time
 from collections import defaultdict

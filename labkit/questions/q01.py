@@ -172,14 +172,15 @@ def _check_expiry(SessionStore: Callable[..., Any], rng: Any) -> None:
                           " KeyError (or do nothing), as for an id never issued.")
 
     # len() counts only live sessions, also ones nobody has asked for since.
-    keep = [store.new({"n": i}) for i in range(rng.randrange(1, 4))]
+    for i in range(rng.randrange(1, 4)):  # these will expire, never asked for again
+        store.new({"n": i})
     clock.advance(slack)
-    idle = [store.new({"n": i}) for i in range(rng.randrange(2, 5))]
-    clock.advance(timeout - slack)  # `keep` is now exactly timeout old; `idle` is not
-    for sid in idle:
+    used = [store.new({"n": i}) for i in range(rng.randrange(2, 5))]
+    clock.advance(timeout - slack)  # the first ones are now exactly timeout old
+    for sid in used:
         store.get(sid)
     clock.advance(slack)
-    if len(store) != len(idle):
+    if len(store) != len(used):
         raise CheckFailed(
             "len(store) should count only live sessions, but it still counted sessions"
             " idle for idle_timeout seconds or more that nobody had asked for since"
@@ -495,8 +496,8 @@ def remember_login(make_app: Callable[[Callable[[str, str], bool]], Flask]) -> s
             sessions = server.stats()["sessions"]
             if isinstance(sessions, int) and sessions > len(order):
                 raise CheckFailed(
-                    f"The server should hold one session per logged-in client, but the"
-                    f" kit counted more sessions than logins: your apps share one dict"
+                    "The server should hold one session per logged-in client, but the"
+                    " kit counted more sessions than logins: your apps share one dict"
                     " (made outside make_app), or failed logins left sessions behind."
                     " Create the sessions dict inside make_app.")
             if sessions != len(order):
