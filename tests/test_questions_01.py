@@ -794,6 +794,61 @@ def secure_cookie_login(verify):
     return app
 
 
+def strict_json_chat():
+    """Valid: request.get_json() without silent: Flask answers 415 to a non-JSON body."""
+    app = Flask("strict_chat")
+    histories: dict = {}
+    lock = threading.Lock()
+
+    @app.post("/chat")
+    def chat():
+        body = request.get_json()
+        message = body.get("message") if isinstance(body, dict) else None
+        if not isinstance(message, str):
+            return {"error": "message must be a string"}, 400
+        sid = request.cookies.get("sid")
+        with lock:
+            if sid not in histories:
+                sid = secrets.token_urlsafe(32)
+                histories[sid] = []
+            reply = social.reply_to(histories[sid], message)
+            histories[sid].append(message)
+        response = jsonify(reply=reply)
+        response.set_cookie("sid", sid, httponly=True)
+        return response
+
+    return app
+
+
+def strict_json_login(verify):
+    """Valid: request.get_json() without silent (415 for a non-JSON body)."""
+    app = Flask("strict_login")
+    sessions: dict = {}
+    app.extensions["labkit.sessions"] = sessions
+
+    @app.post("/login")
+    def login():
+        body = request.get_json()
+        user = body.get("username") if isinstance(body, dict) else None
+        password = body.get("password") if isinstance(body, dict) else None
+        if not isinstance(user, str) or not isinstance(password, str):
+            return {"error": "bad request"}, 400
+        if not verify(user, password):
+            return {"error": "bad_credentials"}, 401
+        sid = secrets.token_urlsafe(32)
+        sessions[sid] = user
+        response = jsonify(user=user)
+        response.set_cookie("sid", sid, httponly=True)
+        return response
+
+    @app.get("/me")
+    def me():
+        user = sessions.get(request.cookies.get("sid"))
+        return ({"user": user}, 200) if user else ({"error": "login_required"}, 401)
+
+    return app
+
+
 S, L, C = "01.session_store", "01.remember_login", "01.chat_context"
 CASES = [
     valid(S, "reference", Store),
@@ -887,6 +942,8 @@ CASES = [
           kind="security"),
     wrong(L, "uuid4-ids", _login_app(make_sid=lambda user: uuid.uuid4().hex), says="random bits",
           kind="security"),
+    valid(L, "strict-json-415", strict_json_login),
+    valid(C, "strict-json-415", strict_json_chat),
 ]
 
 

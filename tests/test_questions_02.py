@@ -502,6 +502,11 @@ def rotate_without_fallback(store, verify):
     return app
 
 
+def successful_requests_only(log):
+    """Valid: counts only requests the server accepted (status < 400)."""
+    return REF["find_hijacks"]([e for e in log if e["status"] < 400])
+
+
 RO, LO, HD, RS = ("02.rotate_on_login", "02.revoking_logout", "02.hijack_detector",
                   "02.rotating_signer")
 CASES = [
@@ -546,6 +551,7 @@ CASES = [
     valid(HD, "reference", REF["find_hijacks"]),
     valid(HD, "groupby-frozenset", grouped_frozenset),
     valid(HD, "first-client-per-session", two_dicts),
+    valid(HD, "successful-requests-only", successful_requests_only),
     wrong(HD, "user-agent-only", user_agent_only, says="did not flag", kind="logic"),
     wrong(HD, "address-only", address_only, says="did not flag", kind="logic"),
     wrong(HD, "first-address-only", first_pair_differs, says="did not flag", kind="logic"),

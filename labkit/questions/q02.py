@@ -328,14 +328,17 @@ def _synthetic_log(rng: Any, force: str | None = None
             [a for a in addresses if a != address] + ["127.0.0.66"])
         thief_agent = agent if how == "address" else rng.choice(
             [a for a in _AGENTS if a != agent])
-        for _ in range(rng.randrange(1, 3)):
+        for _ in range(rng.randrange(1, 3)):  # the replay works: status 200 below
             entries.append({"client": thief_address, "user_agent": thief_agent,
-                            "session": session, "method": "GET", "path": "/notes"})
+                            "session": session, "method": "GET", "path": "/notes",
+                            "status": 200})
         stolen[session] = how
     rng.shuffle(entries)  # then put them in time order with increasing times
     for i, entry in enumerate(entries):
-        entry.update(time=start + i * rng.uniform(0.01, 2.0), server="s1",
-                     status=rng.choice((200, 200, 200, 401)))
+        # Requests with a session all succeed (the naive server accepts a stolen
+        # one too); only some cookie-less requests are refused.
+        entry.setdefault("status", 200 if entry["session"] else rng.choice((200, 401)))
+        entry.update(time=start + i * rng.uniform(0.01, 2.0), server="s1")
     entries.sort(key=lambda e: e["time"])
     return [dict(sorted(e.items())) for e in entries], set(stolen), stolen
 
