@@ -281,6 +281,14 @@ def predict_logouts(who_loses: Callable[[dict, set], Any]) -> str:
             raise CheckFailed("who_loses changed the `pins` or `dead` it was given. Read"
                               " them; build a new set for the answer.")
         _judge(got, pins, dead, "For a random set of pins and dead servers")
+    # Server names that contain one another ("s3", "s31"): only the dead one counts.
+    short = f"s{rng.randrange(1, 10)}"
+    long_ = short + str(rng.randrange(10))
+    users = [probe.random_user(rng) for _ in range(4)]
+    pins = {users[0]: short, users[1]: long_, users[2]: short, users[3]: long_}
+    for dead in ({long_}, {short}):
+        _judge(who_loses(dict(pins), set(dead)), pins, dead,
+               "With servers whose names contain one another")
     _judge(who_loses({}, {"s1"}), {}, {"s1"}, "With no users at all")
     _judge(who_loses({"a": "s1", "b": "s2"}, set()), {"a": "s1", "b": "s2"}, set(),
            "With no dead server")
