@@ -255,9 +255,12 @@ def test_the_nginx_config_really_runs_and_sticks(tmp_path):
             landed = set()
             for name in USERS[:6]:
                 client = requests.Session()
+                stranger = client.get(url + "/me", timeout=10)  # a 401 still sets the pin
+                assert stranger.status_code == 401 and "LKROUTE" in client.cookies
                 login = client.post(url + "/login", json={"username": name,
                                                           "password": f"pw-{name}"}, timeout=10)
                 assert login.status_code == 200
+                assert login.headers["X-Served-By"] == stranger.headers["X-Served-By"]
                 me = [client.get(url + "/me", timeout=10) for _ in range(3)]
                 assert all(r.status_code == 200 for r in me)  # the session is where it lands
                 assert {r.headers["X-Served-By"] for r in me} == {login.headers["X-Served-By"]}

@@ -108,8 +108,10 @@ def nginx_config(cluster: Any, *, port: int = 8080) -> str:
         "            proxy_next_upstream_tries 2;",
     ]
     if policy == "sticky":
+        # `always`: without it nginx adds the header only to 2xx and 3xx answers, and a
+        # client whose first answer is a 401 would be routed at random again.
         lines.append(f"            add_header Set-Cookie \"{ROUTE_COOKIE}=$lk_route; Path=/;"
-                     " HttpOnly; SameSite=Lax\";")
+                     " HttpOnly; SameSite=Lax\" always;")
     lines += ["        }", "    }", "}"]
     return "\n".join(lines) + "\n"
 
