@@ -3,11 +3,12 @@
 A cluster on one laptop has one balancer, N servers and maybe a store. These
 functions write that topology in the formats a team would deploy it with. They are
 shown in the chapter and checked by tests that parse them; they are not run here
-(the course has one machine), except the nginx file, which ``nginx -t`` accepts.
+(the course has one machine), except the nginx file, which ``nginx -t`` accepts
+and tests/test_engine_haproxy.py runs. For a ``cluster``::
 
-    >>> print(nginx_config(cluster))        # open-source nginx, with its limits
-    >>> print(compose_file(cluster))        # docker compose up
-    >>> print(kubernetes_manifests(cluster))  # kubectl apply -f -
+    print(nginx_config(cluster))          # open-source nginx, with its limits
+    print(compose_file(cluster))          # docker compose up
+    print(kubernetes_manifests(cluster))  # kubectl apply -f -
 
 What changes at more than one machine is named in the comments of each file:
 servers find each other by DNS names instead of ports, health checks become
