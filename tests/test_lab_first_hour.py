@@ -21,17 +21,22 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import secrets
-import shutil
-import signal
-import subprocess
 import time
 import urllib.request
 
 import nbformat
 import pytest
+from lab_browser import (
+    CHROMIUM,
+    FLAGS,
+    ROOT,
+    lab_server,
+    open_notebook,
+    require_chromium,
+    run_all,
+)
 
-from test_lab_ui import CHROMIUM, FLAGS, ROOT, _free_port, _wait_for_group_exit
+require_chromium()
 
 EXERCISES = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
 CHECK_MIME = "application/vnd.labkit.check+json"
@@ -41,37 +46,9 @@ PICTURES = ROOT / ("chapters/img" if os.environ.get("LABKIT_SCREENSHOTS") == "1"
 
 @pytest.fixture
 def lab():
-    """``make lab`` exactly as a learner starts it, on a free port, fresh workspace."""
-    folder = ROOT / "build" / f"lab-first-hour-{secrets.token_hex(4)}"  # git-ignored
-    folder.mkdir(parents=True)
-    port, token = _free_port(), secrets.token_hex(16)
-    process = subprocess.Popen(
-        ["make", "--no-print-directory", "lab", f"PORT={port}",
-         f"LAB_ARGS=--no-browser --IdentityProvider.token={token}"
-         f" --LabApp.workspaces_dir={folder / 'workspaces'}"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("make lab did not serve JupyterLab within 90 s")
-                time.sleep(0.2)
-        yield base, token, folder
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)  # make and the server it started
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-        _wait_for_group_exit(process.pid)
-        shutil.rmtree(folder, ignore_errors=True)
+    """``make lab`` exactly as a learner starts it (no flags hiding the news prompt)."""
+    with lab_server("first-hour", quiet=False) as running:
+        yield running
 
 
 @pytest.fixture
@@ -105,19 +82,8 @@ def _copy(notebook: nbformat.NotebookNode, folder: pathlib.Path, name: str) -> p
 def _run_all(page, lab, path: pathlib.Path, timeout: float = 420) -> nbformat.NotebookNode:
     """Open ``path`` alone (?reset), Run All, and return it as saved once every cell ran."""
     base, token, _ = lab
-    page.goto(f"{base}/lab/tree/{path.relative_to(ROOT).as_posix()}?reset&token={token}")
-    notebook = page.locator(".jp-NotebookPanel:visible")
-    notebook.first.wait_for(timeout=90_000)
-    accept = page.locator(".jp-Dialog button.jp-mod-accept")
-    try:  # JupyterLab may ask which kernel to use first
-        accept.wait_for(timeout=3_000)
-        accept.click()
-    except Exception:
-        pass
-    notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'],"
-                     " .jp-Toolbar-kernelStatus").first.wait_for(timeout=60_000)
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    open_notebook(page, base, token, path, reset=True)
+    run_all(page)
     # JupyterLab renders only what is on screen: read what ran from the saved file.
     deadline = time.monotonic() + timeout
     while True:
