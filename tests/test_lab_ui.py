@@ -32,9 +32,12 @@ def lab():
         yield base, token, folder
 
 
-def _wait_for_saved_outputs(folder: pathlib.Path, timeout: float = 60) -> nbformat.NotebookNode:
+def _wait_for_saved_outputs(page, folder: pathlib.Path, timeout: float = 90
+                            ) -> nbformat.NotebookNode:
+    """Save (again and again) until the file holds the last code cell's output."""
     deadline = time.monotonic() + timeout
     while True:
+        page.keyboard.press("Control+s")
         try:
             notebook = nbformat.read(folder / "tour.ipynb", as_version=4)
             last = [c for c in notebook.cells if c.cell_type == "code"][-1]
@@ -44,7 +47,7 @@ def _wait_for_saved_outputs(folder: pathlib.Path, timeout: float = 60) -> nbform
             pass  # caught mid-write
         if time.monotonic() > deadline:
             raise AssertionError("JupyterLab did not save the executed notebook")
-        time.sleep(0.2)
+        time.sleep(0.5)
 
 
 def test_chapter_00_runs_in_jupyterlab_in_a_browser(lab):
@@ -78,8 +81,7 @@ def test_chapter_00_runs_in_jupyterlab_in_a_browser(lab):
                 timeout=180_000)
             # JupyterLab only renders the cells on screen, so read what ran from the
             # saved file rather than from the page.
-            page.keyboard.press("Control+s")
-            saved = _wait_for_saved_outputs(lab_dir)
+            saved = _wait_for_saved_outputs(page, lab_dir)
             kinds = [o.output_type for c in saved.cells if c.cell_type == "code" for o in c.outputs]
             images = [o for c in saved.cells if c.cell_type == "code" for o in c.outputs
                       if "image/png" in o.get("data", {})]
