@@ -156,11 +156,7 @@ def make_slow_starting_counter() -> Flask:
     return make_counter()
 
 
-@pytest.mark.parametrize("isolation", ["thread", "process"])
-def test_a_kill_under_load_does_not_pause_the_live_servers(isolation):
-    # 3 servers x 4 workers x 20 ms, s2 killed and revived under load. The harness
-    # must not invent a pause: while s2 dies or restarts (0.3 s), users on s1 and s3
-    # keep completing requests.
+def _longest_pause_on_live_servers(isolation: str) -> tuple[float, str]:
     with lk.Cluster(make_slow_starting_counter, size=3, isolation=isolation, workers=4,
                     service_time=SERVICE_TIME, name=f"pause-{isolation}") as cluster:
         report = lk.load_test(cluster, users=12, requests=900, progress=False,
@@ -171,9 +167,24 @@ def test_a_kill_under_load_does_not_pause_the_live_servers(isolation):
     assert report.failed == 0, report.statuses
     live = sorted(s.end for s in report.samples if s.server in ("s1", "s3"))
     gap, at = max((b - a, a) for a, b in zip(live, live[1:]))
-    assert gap < 10 * SERVICE_TIME, (
-        f"no completion on s1/s3 for {gap * 1000:.0f} ms from t={at:.3f} s;"
-        f" faults at {report.fault_log}")
+    return gap, f"{gap * 1000:.0f} ms from t={at:.3f} s, faults at {report.fault_log}"
+
+
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_a_kill_under_load_does_not_pause_the_live_servers(isolation):
+    # 3 servers x 4 workers x 20 ms, s2 killed and revived under load. The harness
+    # must not invent a pause: while s2 dies or restarts (0.3 s), users on s1 and s3
+    # keep completing requests. A harness that stalls its users during a fault does
+    # so at every fault, every run (0.3 s here); a busy machine can also stall this
+    # process for a moment, at random. So one run without a pause of 10 service
+    # times proves the harness makes none; a second run is allowed for the machine.
+    seen = []
+    for _attempt in range(2):
+        gap, detail = _longest_pause_on_live_servers(isolation)
+        seen.append(detail)
+        if gap < 10 * SERVICE_TIME:
+            return
+    pytest.fail(f"completions on s1/s3 paused in every run: {seen}")
 
 
 def test_no_sample_starts_before_zero_even_with_a_slow_setup():
