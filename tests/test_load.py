@@ -90,7 +90,7 @@ def test_a_fault_schedule_kills_and_revives_and_is_shaded():
     (server, start, end), = report.fault_periods()
     assert server == "s2" and 0 < start < end < report.duration
     assert report.failed == 0, report.statuses  # idempotent GETs are retried
-    during = [s for s in report.samples if s.server == "s2" and start < s.start < end]
+    during = [s for s in report.samples if s.server == "s2" and start < s.start and s.end < end]
     assert not during, (start, end, during[:3])
     figure = report.plot()
     assert len(figure.axes[0].patches) == 1  # one shaded fault period
@@ -121,6 +121,14 @@ def test_capacity_model_bounds_throughput():
 def test_bad_arguments_say_what_to_do(kwargs, match):
     with pytest.raises(lk.LabkitError, match=match):
         lk.load_test("http://127.0.0.1:9", **kwargs)
+
+
+def test_a_fault_on_an_unknown_server_fails_before_the_load():
+    with lk.Cluster(make_counter, size=2, name="unknown") as cluster:
+        with pytest.raises(lk.LabkitError, match="s9"):
+            lk.load_test(cluster, requests=10, progress=False,
+                         faults=[lk.Fault("kill", "s9", at=0.5)])
+        assert cluster.stats()["s1"]["requests"] == 0  # nothing was sent
 
 
 def test_bad_targets_and_faults():

@@ -46,9 +46,10 @@ Step = tuple  # (method, path) or (method, path, json_body)
 class Fault:
     """Kill or revive a cluster's server once a fraction ``at`` of the run is done.
 
-    The report's ``fault_log`` records when each action had *finished*: a killed
-    server is down from then on (a request cut while it was dying may end a few
-    milliseconds earlier), and a revived one is answering from then on.
+    The report's ``fault_log`` records when a server was surely down: a kill when it
+    had *finished* (the server is down from then on; a request cut while it was
+    dying may end a few milliseconds earlier), a revive when it *began* (the server
+    was down until then, and answers again a moment later, once it has started).
     """
 
     action: str
@@ -92,6 +93,9 @@ def load_test(target: Any, *, users: int = 10, requests: int = 200, seed: int = 
     if faults and not callable(getattr(target, "kill", None)):
         raise LabkitError("A fault schedule needs the Cluster itself as the target"
                           " (load_test(cluster, faults=...)), not just its URL.")
+    lookup = getattr(target, "server", None)
+    for fault in faults if callable(lookup) else ():
+        lookup(fault.server)  # an unknown name fails now, with the names there are
     paths = [path] if isinstance(path, str) else list(path)
     run = _Run(target, url, users=min(users, requests), requests=requests, seed=seed,
                paths=paths, method=method, setup=setup, faults=faults,
@@ -223,9 +227,10 @@ class _Run:
                         self.changed.wait()
                     if self.done < fault.at * self.requests:
                         return  # the users stopped early (an error); nothing more to do
+                began = time.perf_counter() - self.t0
                 getattr(self.target, fault.action)(fault.server)
-                self.fault_log.append((time.perf_counter() - self.t0, fault.action,
-                                       fault.server))
+                when = time.perf_counter() - self.t0 if fault.action == "kill" else began
+                self.fault_log.append((when, fault.action, fault.server))
         except BaseException as exc:
             self.errors.append(exc)
 

@@ -137,7 +137,7 @@ class LoadReport:
         return f"<table><caption>Load test</caption>{rows}</table>"
 
     def fault_periods(self) -> list[tuple[str, float, float]]:
-        """``(server, down_from, down_until)`` in seconds, from the fault schedule."""
+        """``(server, down_from, down_until)`` in seconds: when each server was surely down."""
         periods, down = [], {}
         for when, action, server in self.fault_log:
             if action == "kill":
