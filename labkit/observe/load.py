@@ -139,10 +139,14 @@ class _Run:
         if self.faults:
             threads.append(threading.Thread(target=self._fault_schedule,
                                             name="labkit-faults", daemon=True))
+        # The bar is drawn before the users start: drawing a notebook widget takes
+        # this process a moment, which must not land inside the measurement.
+        bar = _Progress(self) if progress else None
         for thread in threads:
             thread.start()
         self.ready.wait()
-        bar = _Progress(self) if progress else None
+        if bar is not None:
+            bar.start()
         users, faulter = threads[:self.users], threads[self.users:]
         for thread in users:
             thread.join()
@@ -249,6 +253,8 @@ class _Progress:
                                  mininterval=0.5)
         self._thread = threading.Thread(target=self._update, name="labkit-progress",
                                         daemon=True)
+
+    def start(self) -> None:
         self._thread.start()
 
     def _update(self) -> None:
@@ -262,7 +268,10 @@ class _Progress:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
+        else:  # never started (the run failed early): close the bar here
+            self._bar.close()
 
 
 _BAR: type | None = None
