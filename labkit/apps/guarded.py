@@ -24,7 +24,8 @@ cookie_flags        HttpOnly, SameSite=Strict, Secure + ``__Host-`` prefix  none
 bind_user_agent     a session used with another User-Agent is revoked       off
 ids_in_url          accept ``?sid=...`` in the URL (never do this)          on
 guess_limit         bad session ids from one address before 429, counting   no limit
-                    the ids sent to ``POST /login`` too
+                    the ids sent to ``POST /login`` too; past it, every id
+                    that address sends is refused, live ones too
 login_failures      wrong passwords for one account within                 no limit
                     ``login_window`` seconds before 429 (ASVS 4 V2.2.1);
                     one address gets four times as many, across accounts
@@ -214,6 +215,18 @@ class GuessCounter:
             raise ApiError(429, "too_many_bad_sessions",
                            "Too many invalid session ids from this address.")
 
+    def check(self, client: str) -> None:
+        """Raise 429 if ``client`` is already over the limit, whatever id it sends.
+
+        Refusing only the bad ids would leave the oracle open: a flagged guesser
+        would go on at full speed and spot a live id by its 200.
+        """
+        with self._lock:
+            over = self.limit is not None and self.bad_ids[client] > self.limit
+        if over:
+            raise ApiError(429, "too_many_bad_sessions",
+                           "Too many invalid session ids from this address.")
+
     def flagged(self) -> list[str]:
         with self._lock:
             return sorted(c for c, n in self.bad_ids.items()
@@ -248,37 +261,44 @@ class LoginThrottle:
         return [(f"user:{user}", self.failures),
                 (f"addr:{client}", self.failures * ADDRESS_FACTOR)]
 
-    def check(self, user: str, client: str) -> None:
-        """Raise 429 if ``user`` or ``client`` failed too often lately."""
+    def attempt(self, user: str, client: str) -> float | None:
+        """Claim one try for ``user`` from ``client``, or raise 429.
+
+        The try is counted as a failure *now*, in the same locked step as the check,
+        and taken back by :meth:`succeeded`. Checking first and counting after the
+        (slow) password check would be a race: twenty guesses sent at once would all
+        pass the check before the first failure was counted. Returns the time the
+        try was counted at (pass it to :meth:`succeeded`).
+        """
         if self.failures is None:
-            return
+            return None
         now = self.clock()
         with self._lock:
+            keys = self._keys(user, client)
             waits = []
-            for key, limit in self._keys(user, client):
+            for key, limit in keys:
                 times = self._recent(key, now)
                 if len(times) >= limit:
                     waits.append(times[len(times) - limit] + self.window - now)
-        if waits:
-            retry = max(1, math.ceil(max(waits)))
-            raise ApiError(429, "too_many_failed_logins",
-                           f"Too many wrong passwords; try again in {retry} s.",
-                           headers=[("Retry-After", str(retry))])
+            if not waits:
+                for key, _ in keys:
+                    self._recent(key, now).append(now)
+                return now
+        retry = max(1, math.ceil(max(waits)))
+        raise ApiError(429, "too_many_failed_logins",
+                       f"Too many wrong passwords; try again in {retry} s.",
+                       headers=[("Retry-After", str(retry))])
 
-    def failed(self, user: str, client: str) -> None:
-        if self.failures is None:
+    def succeeded(self, user: str, client: str, counted_at: float | None) -> None:
+        """The password was right: clear the account, and take back this try."""
+        if self.failures is None or counted_at is None:
             return
-        now = self.clock()
-        with self._lock:
-            for key, _ in self._keys(user, client):
-                self._recent(key, now).append(now)
-
-    def succeeded(self, user: str, client: str) -> None:
-        if self.failures is None:
-            return
-        account, _ = self._keys(user, client)[0]
+        (account, _), (address, _) = self._keys(user, client)
         with self._lock:
             self._seen.pop(account, None)
+            times = self._seen.get(address)
+            if times is not None and counted_at in times:
+                times.remove(counted_at)
 
     def _recent(self, key: str, now: float) -> deque[float]:
         times = self._seen.setdefault(key, deque())
@@ -425,6 +445,7 @@ def create_app(
         if not raw:
             return
         at_login = request.path == "/login"
+        guesses.check(client())  # a flagged address may not test any id, live or not
         try:
             sid, visit.resign = cookie.decode(raw)
             data = sessions.lookup(sid)
@@ -481,13 +502,9 @@ def create_app(
     def login():
         body = json_body(username=str, password=str)
         user = body["username"]
-        throttle.check(user, client())
-        try:
-            check_password(passwords, user, body["password"])
-        except ApiError:
-            throttle.failed(user, client())
-            raise
-        throttle.succeeded(user, client())
+        counted_at = throttle.attempt(user, client())  # 429 when over; counts this try
+        check_password(passwords, user, body["password"])    # 401: the try stays counted
+        throttle.succeeded(user, client(), counted_at)
         visit = g.visit
         data = sessions.login_data(user, request.user_agent.string)
         if visit.sid is not None and not defenses.rotate_on_login:

@@ -128,7 +128,10 @@ class BasicAuth:
         self.passwords = passwords
 
     def identify(self, req: Request) -> Caller:
-        auth = req.authorization
+        try:
+            auth = req.authorization
+        except ValueError:  # werkzeug's parser fails on non-ASCII bytes after "Basic "
+            auth = None
         if auth is None or auth.type != "basic" or not auth.username:
             raise ApiError(401, "credentials_required",
                            "Send your username and password with every request.")
