@@ -231,3 +231,38 @@ def test_a_session_too_big_for_a_peer_message_is_refused_not_left_unreplicated(s
         here = c.get(servers[0].url + "/cart").json()["cart"]
         there = c.get(servers[1].url + "/cart").json()["cart"]
         assert here == there and len(here) == codes.count(200)
+
+
+# 8 ---------------------------------------------------------------------------------
+def test_one_client_cannot_grow_server_memory_without_bound(serve, monkeypatch):
+    """Memory a client makes the server keep is bounded, whatever it sends.
+
+    Before: three ``POST /chat`` of 900 KB each made a 2.7 MB session (each message
+    was kept for ever); a notes loop grew a list without end; every ``GET /`` of the
+    defended profile without a cookie made a session that lived 15 minutes (300 a
+    second from one loop). Now: a message is at most ``MAX_MESSAGE`` characters and
+    a history ``MAX_TURNS`` messages (422), notes ``MAX_NOTES`` per user, and the
+    defended profile holds at most ``max_sessions`` sessions (least recently used
+    first out).
+    """
+    monkeypatch.setattr(social, "MAX_TURNS", 3)
+    soc = serve(lambda: social.create_app(mode="session", kdf_iterations=1_000))
+    with requests.Session() as alice:
+        alice.post(soc.url + "/login", json=ALICE)
+        big = alice.post(soc.url + "/chat", json={"message": "x" * 900_000})
+        assert (big.status_code, big.json()["error"]) == (422, "message_too_long")
+        codes = [alice.post(soc.url + "/chat", json={"message": "tea"}).status_code
+                 for _ in range(5)]
+        assert codes == [200] * 3 + [422] * 2
+    assert requests.get(soc.url + "/stats").json()["session_bytes"] < 1_000
+
+    monkeypatch.setattr(guarded, "MAX_NOTES", 4)
+    gd = serve(lambda: guarded.create_app("defended", max_sessions=50))
+    with requests.Session() as alice:
+        alice.post(gd.url + "/login", json=ALICE)
+        codes = [alice.post(gd.url + "/notes", json={"text": "n"}).status_code
+                 for _ in range(6)]
+        assert codes == [201] * 4 + [422] * 2
+    for _ in range(120):
+        requests.get(gd.url + "/").raise_for_status()
+    assert len(gd.app.extensions["labkit.sessions"]) <= 50

@@ -85,6 +85,10 @@ __all__ = ["DEFENDED", "NAIVE", "Defenses", "LoopbackProfileWarning", "create_ap
 MAX_BODY = 16 * 1024          # bytes; more is 413
 MAX_HEADER_BYTES = 8 * 1024   # bytes of all header lines together; more is 431
 MAX_NOTE = 500                # characters in one note
+MAX_NOTES = 100               # notes kept per user
+# Sessions held at most (the least recently used goes first). Every visit without a
+# cookie makes a pre-login session: without a bound, a loop of GET / fills memory.
+MAX_SESSIONS = 100_000
 SIGNING_SALT = "labkit.guarded.sid"  # separates these signatures from other uses of the key
 ADDRESS_FACTOR = 4            # one address may fail this many times more than one account
 
@@ -317,11 +321,12 @@ class SessionBook:
     created with; another browser string means someone else holds the id.
     """
 
-    def __init__(self, defenses: Defenses, clock: Callable[[], float]) -> None:
+    def __init__(self, defenses: Defenses, clock: Callable[[], float], *,
+                 max_sessions: int | None = MAX_SESSIONS) -> None:
         self.defenses = defenses
         self.store = MemorySessionStore(idle_timeout=defenses.idle_timeout,
                                         absolute_timeout=defenses.absolute_timeout,
-                                        clock=clock)
+                                        max_sessions=max_sessions, clock=clock)
         self.adopted: dict[str, dict] = {}  # naive only: ids the server took from clients
 
     def lookup(self, sid: str) -> dict:
@@ -384,6 +389,7 @@ def create_app(
     secret_key_fallbacks: tuple[str, ...] | list[str] = (),
     users: dict[str, str] | None = None,
     kdf_iterations: int = 1_000,
+    max_sessions: int | None = MAX_SESSIONS,
     **overrides: Any,
 ) -> Flask:
     """Build the login app with a profile (``"naive"``, ``"defended"`` or Defenses).
@@ -392,6 +398,7 @@ def create_app(
     signed cookie live in ``app.config["SECRET_KEY"]`` (signs; random when not given)
     and ``app.config["SECRET_KEY_FALLBACKS"]`` (oldest first; still verify), read on
     every request, so changing them on a running app rotates the key at once.
+    ``max_sessions`` bounds the sessions held (the least recently used goes first).
     """
     defenses = _defenses(profile, overrides)
     if defenses.cookie_flags and loopback:
@@ -413,7 +420,7 @@ def create_app(
     cookie = SessionCookie(app, defenses, loopback=loopback)
     guesses = GuessCounter(defenses.guess_limit)
     throttle = LoginThrottle(defenses.login_failures, defenses.login_window, clock)
-    sessions = SessionBook(defenses, clock)
+    sessions = SessionBook(defenses, clock, max_sessions=max_sessions)
     passwords = PasswordBook(DEFAULT_USERS if users is None else users,
                              iterations=kdf_iterations)
     notes: dict[str, list[str]] = {}
@@ -547,6 +554,8 @@ def create_app(
         if not text.strip() or len(text) > MAX_NOTE:
             raise ApiError(422, "wrong_shape", f"A note has 1 to {MAX_NOTE} characters.")
         with notes_lock:
+            if len(notes.get(user, [])) >= MAX_NOTES:
+                raise ApiError(422, "too_many_notes", f"At most {MAX_NOTES} notes each.")
             notes.setdefault(user, []).append(text)
             return {"notes": list(notes[user])}, 201
 

@@ -77,6 +77,10 @@ DEFAULT_POSTS = (
     ("bob", "Fixed my bike all by myself."),
 )
 REACTIONS = ("LIKE", "LOVE", "HAHA", "WOW", "SAD", "ANGRY")
+# What one conversation kept on the server may hold. Without a bound, one logged-in
+# client grows its session by a megabyte per request (the body limit) for ever.
+MAX_MESSAGE = 4_096   # characters in one chat message
+MAX_TURNS = 1_000     # messages kept in one session's history
 
 
 class SessionAuth:
@@ -292,7 +296,13 @@ def create_app(
             raise ApiError(409, "no_server_context",
                            f"Mode {auth.name!r} keeps no context; use POST /chat/replay.")
         message = json_body(message=str)["message"]
+        if len(message) > MAX_MESSAGE:
+            raise ApiError(422, "message_too_long",
+                           f"A chat message has at most {MAX_MESSAGE} characters.")
         history = caller.session.setdefault("history", [])
+        if len(history) >= MAX_TURNS:
+            raise ApiError(422, "conversation_full", f"A conversation kept on the server"
+                           f" holds {MAX_TURNS} messages; log in again for a new one.")
         answer = reply_to(history, message)
         history.append(message)      # the context grows on the server...
         auth.remember(caller)
