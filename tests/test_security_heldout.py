@@ -266,3 +266,44 @@ def test_one_client_cannot_grow_server_memory_without_bound(serve, monkeypatch):
     for _ in range(120):
         requests.get(gd.url + "/").raise_for_status()
     assert len(gd.app.extensions["labkit.sessions"]) <= 50
+
+
+# 9 ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["session", "token", "basic"])
+def test_the_social_app_throttles_password_guessing_in_every_mode(serve, mode):
+    """ASVS 4 V2.2.1 for the social app too: wrong passwords, then 429, even the right one.
+
+    Before: only the guarded app throttled; the social app's ``POST /login`` (and in
+    Basic mode *every* request, each a password check) let a client guess for ever.
+    Concurrent right passwords are never refused: a load test of one user still runs.
+    """
+    s = serve(lambda: social.create_app(mode=mode, kdf_iterations=1_000))
+
+    def attempt(password: str) -> int:
+        if mode == "basic":
+            return requests.get(s.url + "/me", auth=("alice", password)).status_code
+        return requests.post(s.url + "/login", json={"username": "alice",
+                                                     "password": password}).status_code
+
+    n = 12
+    barrier = threading.Barrier(n)
+    right: list[int] = []
+
+    def legit() -> None:
+        barrier.wait(timeout=30)
+        right.append(attempt("wonderland"))
+
+    threads = [threading.Thread(target=legit) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert right == [200] * n
+
+    codes = [attempt(f"guess-{i}") for i in range(7)]
+    assert codes == [401] * 5 + [429] * 2
+    assert attempt("wonderland") == 429  # locked: the right password waits too
+    # the guesser's lock is alice's, not bob's
+    bob = (requests.get(s.url + "/me", auth=("bob", "builder")) if mode == "basic" else
+           requests.post(s.url + "/login", json={"username": "bob", "password": "builder"}))
+    assert bob.status_code == 200

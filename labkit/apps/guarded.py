@@ -62,12 +62,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import secrets
 import threading
 import time
 import warnings
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -77,7 +76,9 @@ from flask import Flask, Response, g, jsonify, request
 
 from ..errors import AppConfigError
 from ..state.sessions import MemorySessionStore
-from ._auth import DEFAULT_USERS, PasswordBook, check_password
+# LoginThrottle lives in ._auth (the social app throttles too); named here as before.
+from ._auth import (ADDRESS_FACTOR, DEFAULT_USERS, LoginThrottle,  # noqa: F401
+                    PasswordBook, check_password)
 from ._json import ApiError, install_json_errors, json_body
 
 __all__ = ["DEFENDED", "NAIVE", "Defenses", "LoopbackProfileWarning", "create_app"]
@@ -90,7 +91,6 @@ MAX_NOTES = 100               # notes kept per user
 # cookie makes a pre-login session: without a bound, a loop of GET / fills memory.
 MAX_SESSIONS = 100_000
 SIGNING_SALT = "labkit.guarded.sid"  # separates these signatures from other uses of the key
-ADDRESS_FACTOR = 4            # one address may fail this many times more than one account
 
 
 class LoopbackProfileWarning(UserWarning):
@@ -235,83 +235,6 @@ class GuessCounter:
         with self._lock:
             return sorted(c for c, n in self.bad_ids.items()
                           if self.limit is not None and n > self.limit)
-
-
-class LoginThrottle:
-    """Slow down password guessing (ASVS 4 V2.2.1): a window of failures per key.
-
-    Keys are ``"user:<name>"`` (limit ``failures``) and ``"addr:<ip>"`` (limit
-    ``failures * ADDRESS_FACTOR``, against one address spraying many accounts). A key
-    with that many failures in the last ``window`` seconds is refused with 429 and
-    ``Retry-After`` *before* the password is checked: even the right password waits,
-    or the lock would only slow down the attacker's wrong guesses. A success clears
-    the account's failures (not the address's: an attacker could log in to their own
-    account between guesses).
-    """
-
-    def __init__(self, failures: int | None, window: float,
-                 clock: Callable[[], float]) -> None:
-        self.failures = failures
-        self.window = window
-        self.clock = clock
-        self._seen: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _keys(self, user: str, client: str) -> list[tuple[str, int]]:
-        assert self.failures is not None
-        # Keyed by a hash of the name: a client-chosen string never becomes a key as is
-        # (a 16 KiB "user name" would cost 16 KiB of memory per failure).
-        user = hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        return [(f"user:{user}", self.failures),
-                (f"addr:{client}", self.failures * ADDRESS_FACTOR)]
-
-    def attempt(self, user: str, client: str) -> float | None:
-        """Claim one try for ``user`` from ``client``, or raise 429.
-
-        The try is counted as a failure *now*, in the same locked step as the check,
-        and taken back by :meth:`succeeded`. Checking first and counting after the
-        (slow) password check would be a race: twenty guesses sent at once would all
-        pass the check before the first failure was counted. Returns the time the
-        try was counted at (pass it to :meth:`succeeded`).
-        """
-        if self.failures is None:
-            return None
-        now = self.clock()
-        with self._lock:
-            keys = self._keys(user, client)
-            waits = []
-            for key, limit in keys:
-                times = self._recent(key, now)
-                if len(times) >= limit:
-                    waits.append(times[len(times) - limit] + self.window - now)
-            if not waits:
-                for key, _ in keys:
-                    self._recent(key, now).append(now)
-                return now
-        retry = max(1, math.ceil(max(waits)))
-        raise ApiError(429, "too_many_failed_logins",
-                       f"Too many wrong passwords; try again in {retry} s.",
-                       headers=[("Retry-After", str(retry))])
-
-    def succeeded(self, user: str, client: str, counted_at: float | None) -> None:
-        """The password was right: clear the account, and take back this try."""
-        if self.failures is None or counted_at is None:
-            return
-        (account, _), (address, _) = self._keys(user, client)
-        with self._lock:
-            self._seen.pop(account, None)
-            times = self._seen.get(address)
-            if times is not None and counted_at in times:
-                times.remove(counted_at)
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._seen.setdefault(key, deque())
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if len(self._seen) > 10_000:  # forget quiet keys, so memory stays bounded
-            for old in [k for k, t in self._seen.items() if not t and k != key]:
-                del self._seen[old]
-        return times
 
 
 class SessionBook:
@@ -509,9 +432,8 @@ def create_app(
     def login():
         body = json_body(username=str, password=str)
         user = body["username"]
-        counted_at = throttle.attempt(user, client())  # 429 when over; counts this try
-        check_password(passwords, user, body["password"])    # 401: the try stays counted
-        throttle.succeeded(user, client(), counted_at)
+        check_password(passwords, user, body["password"], throttle=throttle,
+                       client=client())  # 429 past the limit, 401 for a wrong password
         visit = g.visit
         data = sessions.login_data(user, request.user_agent.string)
         if visit.sid is not None and not defenses.rotate_on_login:

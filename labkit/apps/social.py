@@ -22,6 +22,7 @@ Routes (JSON in, JSON out; errors are ``{"error": "<reason>"}`` with a 4xx):
 
 ====================================  ===============================================
 ``POST /login``                       ``{"username", "password"}``; 200 or 401
+                                      (429 after repeated wrong passwords)
 ``POST /logout``                      ends the session (session mode)
 ``GET  /me``                          who the server thinks you are
 ``GET  /posts``, ``GET /posts/<id>``  posts with their reaction counts
@@ -60,8 +61,8 @@ from flask import Flask, Request, Response, jsonify, request
 from ..errors import AppConfigError
 from ..state import tokens
 from ..state.sessions import MemorySessionStore
-from ._auth import (DEFAULT_KDF_ITERATIONS, DEFAULT_USERS, Auth, Caller, PasswordBook,
-                    check_password)
+from ._auth import (DEFAULT_KDF_ITERATIONS, DEFAULT_USERS, Auth, Caller, LoginThrottle,
+                    PasswordBook, check_password)
 from ._json import ApiError, install_json_errors, json_body
 from .token_auth import TokenMode, token_mode
 
@@ -130,6 +131,7 @@ class BasicAuth:
 
     def install(self, app: Flask, passwords: PasswordBook) -> None:
         self.passwords = passwords
+        self.throttle = app.extensions["labkit.social"]["throttle"]
 
     def identify(self, req: Request) -> Caller:
         try:
@@ -139,8 +141,10 @@ class BasicAuth:
         if auth is None or auth.type != "basic" or not auth.username:
             raise ApiError(401, "credentials_required",
                            "Send your username and password with every request.")
+        # Every request checks a password here: each one is a guess to throttle.
         return Caller(user=check_password(self.passwords, auth.username,
-                                          auth.password or ""))
+                                          auth.password or "", throttle=self.throttle,
+                                          client=req.remote_addr or "?"))
 
     def login(self, user: str, response: Response) -> dict:
         return {}  # nothing to remember: the next request brings the password again
@@ -205,6 +209,8 @@ def create_app(
     users: dict[str, str] | None = None,
     extra_users: int = 0,
     kdf_iterations: int = DEFAULT_KDF_ITERATIONS,
+    login_failures: int | None = 5,
+    login_window: float = 300.0,
 ) -> Flask:
     """Build the social app in the given ``mode`` (``"session"`` or ``"basic"``).
 
@@ -218,6 +224,9 @@ def create_app(
     * ``users``: ``{name: password}``; default :data:`DEFAULT_USERS`.
       ``extra_users=n`` adds ``user1`` ... ``usern`` with password ``pw-user1`` etc.
     * ``kdf_iterations``: PBKDF2 cost; lower it for experiments with many logins.
+    * ``login_failures``: wrong passwords for one account within ``login_window``
+      seconds before ``429 too_many_failed_logins`` (one address gets four times as
+      many, across accounts; ASVS 4 V2.2.1); ``None`` turns the throttle off.
     """
     if isinstance(mode, str):
         if mode not in AUTH_MODES:
@@ -239,7 +248,9 @@ def create_app(
 
     app = Flask("labkit.apps.social")
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
-    app.extensions["labkit.social"] = {"auth": auth, "passwords": passwords}
+    throttle = LoginThrottle(login_failures, login_window, time.monotonic)
+    app.extensions["labkit.social"] = {"auth": auth, "passwords": passwords,
+                                       "throttle": throttle}
     install_json_errors(app)
     auth.install(app, passwords)
 
@@ -251,7 +262,8 @@ def create_app(
     @app.post("/login")
     def login():
         body = json_body(username=str, password=str)
-        check_password(passwords, body["username"], body["password"])
+        check_password(passwords, body["username"], body["password"], throttle=throttle,
+                       client=request.remote_addr or "?")  # 429 after repeated failures
         # The mode decides what "logged in" means: a cookie, nothing, a token...
         response = Response(mimetype="application/json")
         extra = auth.login(body["username"], response)
