@@ -307,3 +307,40 @@ def test_the_social_app_throttles_password_guessing_in_every_mode(serve, mode):
     bob = (requests.get(s.url + "/me", auth=("bob", "builder")) if mode == "basic" else
            requests.post(s.url + "/login", json={"username": "bob", "password": "builder"}))
     assert bob.status_code == 200
+
+
+# 10 --------------------------------------------------------------------------------
+def test_the_upload_server_counts_a_huge_body_without_holding_it(serve):
+    """The main server reads and counts every byte, and keeps none of them.
+
+    Before: ``len(request.get_data())`` held the whole body in memory, and the main
+    server is reachable without the gateway: one 10 GB upload, 10 GB of memory.
+    """
+    import tracemalloc
+
+    main = serve(uploads.create_upload_server)
+    total = 40 * 1024 * 1024
+
+    def body():
+        block = b"x" * (256 * 1024)
+        for _ in range(total // len(block)):
+            yield block
+
+    tracemalloc.start()
+    try:
+        r = requests.post(main.url + "/upload", data=body(), timeout=60)  # chunked
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert r.json() == {"received": total}
+    assert peak < total / 3, f"peak {peak} bytes for a {total}-byte upload"
+
+
+def test_the_cookie_session_app_throttles_password_guessing(serve):
+    """Chapter 02's Flask-session app: wrong passwords, then 429, the right one too."""
+    s = serve(cookie_session.create_app)
+    codes = [requests.post(s.url + "/login", json={"username": "bob", "password": f"g{i}"}
+                           ).status_code for i in range(7)]
+    assert codes == [401] * 5 + [429] * 2
+    assert requests.post(s.url + "/login", json={"username": "bob", "password": "builder"}
+                         ).status_code == 429
