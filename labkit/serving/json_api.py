@@ -183,6 +183,10 @@ class _FramedInput:
         return self._guarded("readline", *args)
 
     def readinto(self, buffer: Any) -> int | None:
+        if not hasattr(self._stream, "readinto"):  # (gunicorn's body has only read)
+            data = self.read(len(buffer))
+            buffer[:len(data)] = data
+            return len(data)
         return self._guarded("readinto", buffer)
 
     def __iter__(self) -> Any:
