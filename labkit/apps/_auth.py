@@ -114,9 +114,19 @@ class LoginThrottle:
     ``failures * ADDRESS_FACTOR``, against one address spraying many accounts). A key
     with that many failures in the last ``window`` seconds is refused with 429 and
     ``Retry-After`` *before* the password is checked: even the right password waits,
-    or the lock would only slow down the attacker's wrong guesses. A success clears
-    the account's failures (not the address's: an attacker could log in to their own
-    account between guesses).
+    or the lock would only slow down the attacker's wrong guesses. The count is
+    checked again after the password check, in one locked step with recording the
+    outcome (:meth:`settle`), so guesses sent all at once get no more answers than
+    the limit. A success clears the account's failures (not the address's: an
+    attacker could log in to their own account between guesses).
+
+    >>> throttle = LoginThrottle(2, 60.0, clock=lambda: 0.0)
+    >>> for _ in range(2):
+    ...     throttle.check("alice", "10.0.0.9"); throttle.settle("alice", "10.0.0.9", False)
+    >>> throttle.check("alice", "10.0.0.9")
+    Traceback (most recent call last):
+    ...
+    labkit.serving.json_api.ApiError: 429 Too Many Requests: Too many wrong passwords; try again in 60 s.
     """
 
     def __init__(self, failures: int | None, window: float,
