@@ -344,3 +344,48 @@ def test_the_cookie_session_app_throttles_password_guessing(serve):
     assert codes == [401] * 5 + [429] * 2
     assert requests.post(s.url + "/login", json={"username": "bob", "password": "builder"}
                          ).status_code == 429
+
+
+# 11 --------------------------------------------------------------------------------
+def test_chat_messages_sent_at_once_are_both_kept(serve):
+    """Two ``POST /chat`` of one session at the same moment: both messages kept.
+
+    Before: each request read the session, appended, and saved it back; two at once
+    started from the same history and the later save dropped the other's message
+    (a lost update), while both clients were told their message was kept. The store
+    below makes the two first reads meet (a barrier), as a store across a network
+    makes them overlap, so the interleaving is certain, not a matter of luck.
+    """
+    from labkit.state.sessions import MemorySessionStore
+
+    class OverlappingReads(MemorySessionStore):
+        meet = threading.Barrier(2)
+        reads = 0
+
+        def get(self, sid):
+            data = super().get(sid)
+            OverlappingReads.reads += 1
+            if OverlappingReads.reads <= 2:  # the first two reads happen together
+                self.meet.wait(timeout=20)
+            return data
+
+    s = serve(lambda: social.create_app(mode="session", store=OverlappingReads(),
+                                        kdf_iterations=1_000))
+    with requests.Session() as alice:
+        alice.post(s.url + "/login", json=ALICE)
+        cookie = alice.cookies["sid"]
+    turns: list[int] = []
+
+    def say(word: str) -> None:
+        r = requests.post(s.url + "/chat", json={"message": word},
+                          cookies={"sid": cookie}, timeout=30)
+        turns.append(r.json()["turn"])
+
+    threads = [threading.Thread(target=say, args=(w,)) for w in ("tea", "jam")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(turns) == [1, 2]
+    last = requests.post(s.url + "/chat", json={"message": "end"}, cookies={"sid": cookie})
+    assert last.json()["turn"] == 3

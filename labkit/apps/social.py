@@ -245,6 +245,7 @@ def create_app(
     passwords = PasswordBook(people, iterations=kdf_iterations)
     posts = {i: _Post(i, author, text) for i, (author, text) in enumerate(DEFAULT_POSTS, 1)}
     posts_lock = threading.Lock()
+    chat_lock = threading.Lock()  # one conversation update at a time (see /chat)
 
     app = Flask("labkit.apps.social")
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
@@ -311,13 +312,18 @@ def create_app(
         if len(message) > MAX_MESSAGE:
             raise ApiError(422, "message_too_long",
                            f"A chat message has at most {MAX_MESSAGE} characters.")
-        history = caller.session.setdefault("history", [])
-        if len(history) >= MAX_TURNS:
-            raise ApiError(422, "conversation_full", f"A conversation kept on the server"
-                           f" holds {MAX_TURNS} messages; log in again for a new one.")
-        answer = reply_to(history, message)
-        history.append(message)      # the context grows on the server...
-        auth.remember(caller)
+        # Read, append, save as one step: two messages sent at once would otherwise
+        # both start from the same history, and the second save would drop the first.
+        with chat_lock:
+            caller = auth.identify(request)  # the session as it is now
+            history = caller.session.setdefault("history", [])
+            if len(history) >= MAX_TURNS:
+                raise ApiError(422, "conversation_full", f"A conversation kept on the"
+                               f" server holds {MAX_TURNS} messages; log in again for a"
+                               " new one.")
+            answer = reply_to(history, message)
+            history.append(message)      # the context grows on the server...
+            auth.remember(caller)
         return {"reply": answer, "turn": len(history)}
 
     @app.post("/chat/replay")
