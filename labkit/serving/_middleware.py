@@ -7,15 +7,28 @@ It does four jobs, all outside the learner's app:
 * models capacity: at most ``workers`` requests are worked on at once, each taking
   ``service_time`` seconds, so a laptop can imitate a server farm faithfully;
 * answers the kit's own endpoints under ``/__labkit__/`` (readiness, log, stats),
-  which the app never sees.
+  which the app never sees;
+* trusts ``X-Forwarded-For`` only from the kit's balancer.
+
+How a server knows a request came through the balancer: every server and
+balancer of this Python process share a random secret (:func:`balancer_proof`);
+the balancer sends it in ``X-Labkit-Balancer`` and drops any copy a client sent.
+A request that carries it gets ``REMOTE_ADDR`` set to the address the balancer
+saw (what werkzeug's ProxyFix does for one trusted proxy), and is never answered
+by the kit's own endpoints, however its path is spelled. Any other request loses
+its ``X-Forwarded-For``, ``Forwarded`` and ``X-Real-IP`` headers: a client cannot
+pick the address that the request log and the app see. The secret itself is
+removed before the app runs, so no app can echo it.
 """
 
 from __future__ import annotations
 
 import collections
 import hashlib
+import hmac
 import io
 import json
+import secrets
 import threading
 import time
 from http.cookies import CookieError, SimpleCookie
@@ -23,6 +36,29 @@ from typing import Any, Callable, Iterable
 
 INTERNAL_PREFIX = "/__labkit__/"
 LOG_LIMIT = 20_000  # entries kept per server; the oldest fall off
+PROOF_HEADER = "X-Labkit-Balancer"
+_PROOF_ENVIRON = "HTTP_X_LABKIT_BALANCER"
+_PROOF = secrets.token_urlsafe(32)  # forked servers inherit it; clients never see it
+_CLIENT_SET = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+
+
+def balancer_proof() -> str:
+    """The secret the kit's balancer sends so that servers trust its headers."""
+    return _PROOF
+
+
+def _via_balancer(environ: dict) -> bool:
+    """Check (and remove) the balancer's proof; drop forwarding headers without it."""
+    proof = environ.pop(_PROOF_ENVIRON, "")
+    if proof and hmac.compare_digest(proof.encode("latin-1"), _PROOF.encode()):
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR", "").strip()
+        if forwarded:
+            environ["labkit.peer"] = environ.get("REMOTE_ADDR", "")
+            environ["REMOTE_ADDR"] = forwarded
+        return True
+    for key in _CLIENT_SET:
+        environ.pop(key, None)
+    return False
 
 
 def session_hash(raw_id: str) -> str:
@@ -90,7 +126,8 @@ class KitMiddleware:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path.startswith(INTERNAL_PREFIX):
+        via_balancer = _via_balancer(environ)
+        if path.startswith(INTERNAL_PREFIX) and not via_balancer:
             return self._internal(path[len(INTERNAL_PREFIX) :], start_response)
 
         environ["wsgi.errors"] = self._sink
@@ -121,8 +158,7 @@ class KitMiddleware:
         return body
 
     def _record(self, environ: dict, status: int) -> None:
-        forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
-        client = forwarded.split(",")[0].strip() or environ.get("REMOTE_ADDR", "")
+        client = environ.get("REMOTE_ADDR", "")  # the balancer's word, or the peer
         session = None
         cookie_header = environ.get("HTTP_COOKIE")
         if cookie_header:

@@ -2,14 +2,21 @@
 
 * :class:`QuietHandler` turns werkzeug's console log off (the kit keeps a
   structured log instead: output printed by a background thread would land in
-  whatever notebook cell runs at that moment).
-* :class:`KillableServer` remembers its connections, so a crash can cut them all.
+  whatever notebook cell runs at that moment), and reads each request head with the
+  kit's strict framing rules (``labkit._http``), the same as the balancer's: werkzeug
+  alone accepts ``Content-Length`` with ``Transfer-Encoding``, two different
+  ``Content-Length`` values, a bare CR inside a header, and waits forever for a slow
+  client.
+* :class:`KillableServer` remembers its connections, so a crash can cut them all,
+  caps them, and keeps (never prints) what a connection thread raised.
 * :func:`child_main` is what a forked server process runs.
 """
 
 from __future__ import annotations
 
+import collections
 import http.client
+import io
 import json
 import os
 import signal
@@ -21,14 +28,17 @@ import time
 import traceback
 from typing import Any
 
+from werkzeug.exceptions import RequestTimeout
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-from .. import _lifecycle
+from .. import _guards, _http, _lifecycle
 from ..errors import AppFactoryError, BadAppError, PortInUseError
 from ._middleware import INTERNAL_PREFIX, KitMiddleware
 
 HOST = "127.0.0.1"
 POLL_INTERVAL = 0.05  # how often serve_forever looks for a shutdown request
+MAX_CONNECTIONS = 128  # per server; the next client gets 503 at once
+DRAIN_GRACE = 0.5      # after answering, how long werkzeug may read leftover input
 
 # -- werkzeug, made quiet and killable -----------------------------------------------
 
@@ -44,6 +54,9 @@ class QuietHandler(WSGIRequestHandler):
     """
 
     protocol_version = "HTTP/1.1"
+    head_timeout = _guards.HEAD_TIMEOUT  # seconds for a whole request head, else 408
+    body_timeout = _guards.BODY_TIMEOUT  # seconds for a whole body, else 408
+    max_body = _http.MAX_BODY          # bytes of a chunked body, else 413
 
     # werkzeug answers "Expect: 100-continue" with "100 Continue" before the app runs,
     # which invites the client to send a body the app may refuse. Like nginx, the kit
@@ -62,7 +75,11 @@ class QuietHandler(WSGIRequestHandler):
 
     def make_environ(self) -> dict:
         environ = super().make_environ()
-        if getattr(self, "_continue_pending", False):
+        if self._chunked_body is not None:
+            # Already read and decoded: the app reads it as a stream of known end.
+            environ["wsgi.input"] = io.BytesIO(self._chunked_body)
+            environ["wsgi.input_terminated"] = True
+        elif getattr(self, "_continue_pending", False):
             environ["HTTP_EXPECT"] = "100-continue"  # the app still sees the header
             environ["wsgi.input"] = ContinueOnRead(environ["wsgi.input"], self.wfile)
         return environ
@@ -72,6 +89,65 @@ class QuietHandler(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        self._timer = _guards.TimedReader(self.connection)
+        self.rfile = io.BufferedReader(self._timer, 65536)
+        self._chunked_body: bytes | None = None
+
+    def handle_one_request(self) -> None:
+        """Read one request strictly, answer a bad one with a 4xx, else run the app."""
+        self.close_connection = True  # werkzeug's dev server closes after each answer
+        timer = self._timer
+        timer.start(self.head_timeout)
+        try:
+            request = _http.read_request(self.rfile)
+            timer.start(self.body_timeout)
+            if request.framing == "chunked":
+                # Decoded here with the strict rules (werkzeug's own decoder takes
+                # "+5" or "0x5" as a size and fails on a trailer with a 500).
+                if (_http.header(request.headers, "expect") or "").lower() == "100-continue":
+                    self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self._chunked_body = _http.read_chunked_body(self.rfile,
+                                                             limit=self.max_body)
+        except _http.Closed:
+            return
+        except _guards.TimedOut:
+            if timer.received:  # a connection that sent nothing is just closed
+                self._refuse(_http.HTTPError(408, "request_timeout",
+                                             "The request did not arrive in time."))
+            return
+        except _http.HTTPError as exc:
+            self._refuse(exc)
+            return
+        self.command, self.path = request.method, request.target
+        self.request_version = request.version
+        self.requestline = f"{request.method} {request.target} {request.version}"
+        self.headers = http.client.HTTPMessage()
+        for name, value in request.headers:
+            if not (self._chunked_body is not None and name.lower() == "expect"):
+                self.headers[name] = value  # adds; a repeated name stays repeated
+        timer.on_timeout = lambda: RequestTimeout(
+            f"The request body did not arrive within {self.body_timeout:g} s.")
+        self.run_wsgi()
+        self.wfile.flush()
+
+    def _refuse(self, error: _http.HTTPError) -> None:
+        try:
+            self.wfile.write(_http.json_response(error.status, error.reason,
+                                                 error.message, close=True))
+        except OSError:
+            pass
+
+    def end_headers(self) -> None:
+        super().end_headers()
+        # The answer is on its way. werkzeug then reads what the client sent beyond
+        # the request; a client that keeps sending must not hold this thread.
+        if self._timer.deadline is not None:
+            self._timer.deadline = min(self._timer.deadline,
+                                       time.monotonic() + DRAIN_GRACE)
+        self._timer.eof_on_timeout = True
 
 
 class ContinueOnRead:
@@ -123,9 +199,19 @@ class KillableServer(ThreadedWSGIServer):
         self._conns: set[socket.socket] = set()
         self._conn_threads: set[threading.Thread] = set()
         self._conns_lock = threading.Lock()
+        self._refuser = _guards.Refuser()
         super().__init__(*args, **kwargs)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conns_lock:
+            full = len(self._conns) >= MAX_CONNECTIONS
+        if full:
+            self._refuser.refuse(request, _http.json_response(
+                503, "too_many_connections",
+                f"This server serves at most {MAX_CONNECTIONS} connections at once.",
+                close=True))
+            return
+        self._refuser.reap()
         thread = threading.Thread(
             target=self._serve_connection,
             args=(request, client_address),
@@ -146,9 +232,20 @@ class KillableServer(ThreadedWSGIServer):
                 self._conn_threads.discard(threading.current_thread())
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that hangs up mid-request is not news; never print it
+        # Never printed (it would land in a notebook cell); kept with the app's errors.
+        self._keep(traceback.format_exc())
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        if type == "error":  # werkzeug's "Error on request" with its traceback
+            self._keep(message % args if args else message)
+
+    def _keep(self, text: str) -> None:
+        errors = getattr(self.app, "errors", None)
+        if isinstance(errors, collections.deque):
+            errors.append(text)
 
     def drop_connections(self) -> None:
+        self._refuser.reap(everything=True)
         with self._conns_lock:
             conns = list(self._conns)
         for conn in conns:

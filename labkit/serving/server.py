@@ -91,7 +91,7 @@ class Server:
         self._key = registry_key or f"server:{name}"
         self._port = 0
         self.state = "new"
-        self.generation = 0  # counts starts; the balancer drops connections to old ones
+        self.generation = 0  # counts starts (a revived server is a new generation)
         self._lock = threading.RLock()
         # thread isolation
         self._wsgi: KitMiddleware | None = None
