@@ -1346,7 +1346,7 @@ CASES += [
     (Q, "drops_zero_keys", "missing keys", False, lost(keep_zero=False)),
     (Q, "second_period_overwrites", "logic: two periods", False, lost(add=False)),
     (Q, "no_upper_bound", "logic", False, lost(upper=False)),
-    (Q, "open_period_as_zero", "never-revived server", False, lost(none_until=0.0)),
+    (Q, "pre_window_0_3", "window too wide", False, lost(pre=0.3)),
     (Q, "tuple_keys", "shape", False, lost(key_tuple=True)),
     (Q, "valid_loops", "valid: nested loops", True, lost()),
 ]
@@ -1757,4 +1757,480 @@ def _():
             total += n - take
             idle.extendleft([t] * n)
         return total
+    return (cold_starts,)
+
+
+# ======================================================================= wave 2
+# Harder cases, written after the first run showed which kinds every check catches.
+
+Q = "04.write_invalidate"
+CASES.append((Q, "invalidate_on_tie", "concurrency: >= on equal versions", False, lambda: (
+    make_invalidate_tie(),)))
+
+
+def make_invalidate_tie():
+    base = make_invalidate()
+
+    class P(base):
+        def on_message(self, kind, sid, body, sender):
+            if kind == "invalidate":
+                with self.lock:
+                    c = self.copies.get(sid)
+                    if c is None or body["version"] >= c.version:
+                        self.copies[sid] = Copy(None, body["version"], owner=sender)
+                return None
+            return super().on_message(kind, sid, body, sender)
+    P.__name__ = "MyInvalidate"
+    return P
+
+
+@case(Q, "writer_keeps_old_owner", "logic: writer not owner", False)
+def _():
+    base = make_invalidate()
+
+    class P(base):
+        def write(self, sid, data):
+            with self.lock:
+                old = self.copies.get(sid)
+                v = (old.version if old else 0) + 1
+                self.copies[sid] = Copy(data, v, owner=old.owner if old else self.name)
+            for peer in self.peers():
+                self.send(peer, "invalidate", sid, {"version": v})
+    P.__name__ = "MyInvalidate"
+    return (P,)
+
+
+@case(Q, "invalidate_keeps_old_owner", "logic: owner not learned", False)
+def _():
+    base = make_invalidate()
+
+    class P(base):
+        def on_message(self, kind, sid, body, sender):
+            if kind == "invalidate":
+                with self.lock:
+                    c = self.copies.get(sid)
+                    if c is None or body["version"] > c.version:
+                        self.copies[sid] = Copy(None, body["version"], owner=c.owner if c else sender)
+                return None
+            return super().on_message(kind, sid, body, sender)
+    P.__name__ = "MyInvalidate"
+    return (P,)
+
+
+@case(Q, "fetch_all_peers", "needless messages", False)
+def _():
+    base = make_invalidate()
+
+    class P(base):
+        def read(self, sid):
+            with self.lock:
+                c = self.copies.get(sid)
+            if c is None:
+                return None
+            if c.data is not None:
+                return c.data
+            got = None
+            for peer in self.peers():
+                r = self.send(peer, "fetch", sid)
+                if r and (got is None or r["version"] > got["version"]):
+                    got = r
+            if got is None:
+                return None
+            with self.lock:
+                self.copies[sid] = Copy(got["data"], got["version"], owner=c.owner)
+            return got["data"]
+    P.__name__ = "MyInvalidate"
+    return (P,)
+
+
+Q = "04.redis_store"
+
+
+def _new_null(self, data=None):
+    sid = secrets.token_urlsafe(32)
+    self.client.set(self._k(sid), json.dumps(data), ex=self._ttl())
+    return sid
+
+
+def _save_exists_then_set(self, sid, data):
+    if not self.client.exists(self._k(sid)):
+        raise KeyError(sid)
+    self.client.set(self._k(sid), json.dumps(data), ex=self._ttl())  # TOCTOU: may resurrect
+
+
+import uuid  # noqa: E402
+
+CASES += [
+    (Q, "new_none_stored_as_null", "edge: data=None", False, store_variant(new=_new_null)),
+    (Q, "save_exists_then_set", "concurrency: TOCTOU resurrect", False,
+     store_variant(save=_save_exists_then_set)),
+    (Q, "uuid4_ids_122_bits", "ids under 128 bits", False,
+     store_variant(_newid=lambda self: str(uuid.uuid4()))),
+    (Q, "mersenne_twister_ids", "security: predictable RNG", False,
+     store_variant(_newid=lambda self: "%032x" % random.getrandbits(128))),
+    (Q, "time_based_ids", "security: guessable ids", False,
+     store_variant(_newid=lambda self: hashlib.sha256(str(time.time_ns()).encode()).hexdigest())),
+    (Q, "valid_token_urlsafe_16", "valid: exactly 128 bits", True,
+     store_variant(_newid=lambda self: secrets.token_urlsafe(16))),
+]
+
+
+Q = "04.store_down"
+
+
+@case(Q, "catches_redis_error_only", "wrong exception", False)
+def _():
+    import redis
+
+    def make_app(sessions):
+        app = _social(sessions)
+        app.register_error_handler(redis.exceptions.ConnectionError,
+                                   lambda e: (jsonify(error="store_unavailable"), 503))
+        return app
+    return (make_app,)
+
+
+@case(Q, "error_key_misspelt_reason", "body: reason under another key", False)
+def _():
+    def make_app(sessions):
+        app = _social(sessions)
+        app.register_error_handler(StoreUnavailable, lambda e: (jsonify(reason=e.reason), 503))
+        return app
+    return (make_app,)
+
+
+Q = "05.token_verifier"
+CASES += [
+    (Q, "no_require_at_all", "missing exp/sub accepted", False, lambda: (
+        lambda token, key: jwt.decode(token, key, algorithms=["HS256"], audience=AUDIENCE,
+                                      issuer=ISSUER, leeway=30),)),
+    (Q, "leeway_45", "subtle: too much leeway", False, verifier(leeway=45)),
+    (Q, "leeway_35", "subtle: too much leeway", False, verifier(leeway=35)),
+    (Q, "leeway_20", "subtle: too little leeway", False, verifier(leeway=20)),
+]
+
+
+@case(Q, "valid_wrap_all_errors", "valid: every exception turned into InvalidTokenError", True)
+def _():
+    def verify_token(token, key):
+        try:
+            return jwt.decode(token, key, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER,
+                              leeway=30, options={"require": ["exp", "sub", "aud", "iss"]})
+        except jwt.InvalidTokenError:
+            raise
+        except Exception as e:
+            raise jwt.InvalidTokenError(f"unreadable token: {type(e).__name__}") from None
+    return (verify_token,)
+
+
+Q = "05.content_negotiation"
+
+
+def choose_case_sensitive(header):
+    if header is None or not header.strip():
+        return "application/json"
+    ranges = []
+    for part in header.split(","):
+        bits = [b.strip() for b in part.split(";")]
+        q = 1.0
+        for b in bits[1:]:
+            if b.startswith("q="):
+                q = float(b[2:])
+        ranges.append((bits[0], q))
+    scored = [(quality_rfc(o, ranges), -i, o) for i, o in enumerate(OFFERED)]
+    q, _, o = max(scored)
+    return o if q > 0 else None
+
+
+def choose_no_accept_html(header):
+    return "text/html" if header is None else choose_rfc(header)
+
+
+@case(Q, "html_quotes_unescaped", "security: attribute XSS", False)
+def _():
+    def make_card_app(posts):
+        app = card_app(lambda h: None)(posts)  # placeholder, replaced below
+        return app
+    # a real variant: escape only <, >, &
+    def mk(posts):
+        app = Flask("cards")
+
+        @app.get("/posts/<int:pid>")
+        def card(pid):
+            if pid not in posts:
+                return jsonify(error="nf"), 404
+            kind = choose_rfc(request.headers.get("Accept"))
+            if kind is None:
+                return jsonify(error="not_acceptable", available=OFFERED), 406
+            p = posts[pid]
+            if kind == "text/html":
+                e = lambda x: html.escape(str(x), quote=False)
+                return Response(f"<p title='{e(p['author'])}'>{e(p['author'])}: {e(p['text'])}</p>",
+                                mimetype="text/html")
+            return render(p, kind)
+
+        @app.after_request
+        def v(resp):
+            resp.vary.add("Accept")
+            return resp
+        return app
+    return (mk,)
+
+
+CASES += [
+    (Q, "case_sensitive_media_types", "odd case", False, lambda: (card_app(choose_case_sensitive),)),
+    (Q, "no_accept_means_html", "logic: missing header", False, lambda: (card_app(choose_no_accept_html),)),
+]
+
+Q = "05.idempotent_post"
+
+
+@case(Q, "compare_item_only", "logic: body fingerprint too coarse", False)
+def _():
+    inner = shop()()[0]
+
+    def make_shop(place_order, keys, accounts):
+        class ItemOnly(dict):
+            pass
+        app = inner(place_order, keys, accounts)
+        return app
+    # implement directly: fingerprint = item only
+    def make_shop2(place_order, keys, accounts):
+        app = Flask("shop")
+
+        @app.post("/orders")
+        def orders():
+            h = request.headers.get("Authorization", "")
+            user = accounts.get(h[7:]) if h.startswith("Bearer ") else None
+            if user is None:
+                return jsonify(error="unauthorized"), 401
+            key = request.headers.get("Idempotency-Key")
+            if not key:
+                return jsonify(error="idempotency_key_required"), 400
+            body = request.get_json(silent=True)
+            if not isinstance(body, dict) or not isinstance(body.get("item"), str):
+                return jsonify(error="bad_body"), 400
+            mine = ["pending", body["item"], None]
+            won = keys.setdefault((user, key), mine)
+            if won is not mine:
+                if won[1] != body["item"]:
+                    return jsonify(error="idempotency_key_reused"), 422
+                if won[0] == "pending":
+                    return jsonify(error="in_progress"), 409
+                return jsonify(won[2]), 201
+            try:
+                n = place_order(user, body["item"])
+            except Exception:
+                keys.pop((user, key), None)
+                return jsonify(error="order_failed"), 503
+            keys[(user, key)] = ["done", body["item"], {"order": n, "item": body["item"]}]
+            return jsonify(keys[(user, key)][2]), 201
+        return app
+    return (make_shop2,)
+
+
+@case(Q, "empty_key_accepted", "edge: empty Idempotency-Key is a key", False)
+def _():
+    base = shop()()[0]
+
+    def make_shop(place_order, keys, accounts):
+        app = base(place_order, keys, accounts)
+
+        @app.before_request
+        def fill():
+            if request.headers.get("Idempotency-Key") == "":
+                request.environ["HTTP_IDEMPOTENCY_KEY"] = "default"
+        return app
+    return (make_shop,)
+
+
+Q = "05.deny_list"
+
+
+@case(Q, "drops_only_queried_no_lock", "grows: unqueried entries stay; lock-free pop", False)
+def _():
+    class DenyList:
+        def __init__(self):
+            self.revoked = {}
+
+        def revoke(self, jti, exp):
+            self.revoked[jti] = exp
+
+        def is_revoked(self, jti, now):
+            exp = self.revoked.get(jti)
+            if exp is None:
+                return False
+            if now > exp:
+                self.revoked.pop(jti, None)
+                return False
+            return True
+
+        def __len__(self):
+            return len(self.revoked)
+    return (DenyList,)
+
+
+def _earlier_wins(self, jti, exp):
+    with self._lock:
+        self.revoked[jti] = min(exp, self.revoked.get(jti, exp))
+
+
+CASES += [
+    (Q, "rerevoke_keeps_earlier_exp", "logic: re-revoke shortens", False,
+     deny_variant(revoke=_earlier_wins)),
+]
+
+Q = "06.servers_needed"
+CASES += [
+    (Q, "capacity_floor_div", "formula: // ", False, lambda: (
+        lambda *, servers, workers, service_time: servers * workers // service_time, _needed_corrected)),
+    (Q, "epsilon_ceil", "subtle: epsilon hides real excess", False,
+     sn(lambda *, target, workers, service_time: max(1, math.ceil(target * service_time / workers - 1e-6)))),
+    (Q, "linear_search", "valid? slow for huge targets", True,
+     sn(lambda *, target, workers, service_time: next(
+         n for n in itertools.count(1) if cap(servers=n, workers=workers, service_time=service_time) >= target))),
+]
+
+Q = "06.least_loaded"
+
+
+@case(Q, "sticky_per_client", "logic: stickiness", False)
+def _():
+    class LeastLoaded:
+        name = "least_loaded"
+
+        def __init__(self):
+            self.by_client = {}
+
+        def choose(self, request, servers):
+            names = {s.name: s for s in servers}
+            prev = self.by_client.get(request.client_id)
+            if prev in names:
+                return names[prev]
+            pick = min(servers, key=lambda s: s.active)
+            self.by_client[request.client_id] = pick.name
+            return pick
+    return (LeastLoaded,)
+
+
+@case(Q, "cached_first_list", "stale state: dead servers", False)
+def _():
+    class LeastLoaded:
+        name = "least_loaded"
+        seen = None
+
+        def choose(self, request, servers):
+            if self.seen is None:
+                self.seen = list(servers)
+            return min(self.seen, key=lambda s: s.active)
+    return (LeastLoaded,)
+
+
+Q = "06.retry_rule"
+CASES += [
+    (Q, "strip_then_match", "hostile input: ' GET ' retried", False,
+     lambda: (lambda m: m.strip().upper() in IDEMPOTENT,)),
+    (Q, "startswith", "hostile input: prefix match", False,
+     lambda: (lambda m: any(m.upper().startswith(x) for x in IDEMPOTENT),)),
+]
+
+Q = "07.size_gateway"
+
+
+@case(Q, "truncate_at_limit", "forwards first limit bytes of a big upload", False)
+def _():
+    def make_gateway(upstream, *, limit):
+        app = Flask("gateway")
+
+        @app.post("/upload")
+        def upload():
+            body = request.stream.read(limit)
+            drain()
+            return forward(upstream, body)
+        return app
+    return (make_gateway,)
+
+
+CASES += [
+    (Q, "refuse_400", "status wrong", False,
+     gateway(refusal=lambda: (jsonify(error="too_large"), 400))),
+]
+
+
+@case(Q, "passthrough_html_ctype", "content-type of upstream answer lost", False)
+def _():
+    def make_gateway(upstream, *, limit):
+        app = Flask("gateway")
+
+        @app.post("/upload")
+        def upload():
+            body = read_capped(limit)
+            if len(body) > limit:
+                drain()
+                return jsonify(error="too_large"), 413
+            r = requests.post(upstream + "/upload", data=body, timeout=30)
+            return r.text, r.status_code  # Flask makes it text/html
+        return app
+    return (make_gateway,)
+
+
+@case(Q, "forwards_client_headers", "forwards lying Content-Length", False)
+def _():
+    def make_gateway(upstream, *, limit):
+        app = Flask("gateway")
+
+        @app.post("/upload")
+        def upload():
+            body = read_capped(limit)
+            if len(body) > limit:
+                drain()
+                return jsonify(error="too_large"), 413
+            hdrs = {k: v for k, v in request.headers.items() if k.lower() not in ("host",)}
+            hdrs.pop("Transfer-Encoding", None)
+            try:
+                r = requests.post(upstream + "/upload", data=body, headers=hdrs, timeout=5)
+            except requests.RequestException:
+                return jsonify(error="bad_gateway"), 502
+            return Response(r.content, r.status_code, mimetype="application/json")
+        return app
+    return (make_gateway,)
+
+
+Q = "07.stateless_handler"
+
+
+def _incr_then_get():
+    def handler(event, context):
+        k = "visits:" + event["user"]
+        context.store.incr(k)
+        return {"user": event["user"], "visits": context.store.get(k)}
+    return handler
+
+
+def _prefix_collide():
+    def handler(event, context):
+        u = event["user"]
+        return {"user": u, "visits": context.store.incr("v:" + u[:4].ljust(4))}
+    return handler
+
+
+CASES += [
+    (Q, "incr_then_get", "concurrency: returns someone else's count", False, visits(_incr_then_get)),
+    (Q, "key_prefix_4", "key collision", False, visits(_prefix_collide)),
+]
+
+Q = "07.predict_cold_starts"
+
+
+@case(Q, "gap_based_pool", "logic: one pool age for all containers", False)
+def _():
+    def cold_starts(bursts, keep_warm):
+        pool, last, cold = 0, None, 0
+        for t, n in bursts:
+            if last is not None and t - last > keep_warm:
+                pool = 0
+            cold += max(0, n - pool)
+            pool = max(pool, n)
+            last = t
+        return cold
     return (cold_starts,)
