@@ -1784,7 +1784,7 @@ def make_invalidate_tie():
     return P
 
 
-@case(Q, "writer_keeps_old_owner", "logic: writer not owner", False)
+@case(Q, "writer_keeps_old_owner", "equivalent: owner field unused while data is valid", True)
 def _():
     base = make_invalidate()
 
@@ -2174,7 +2174,7 @@ def _():
     return (make_gateway,)
 
 
-@case(Q, "forwards_client_headers", "forwards lying Content-Length", False)
+@case(Q, "forwards_client_headers", "equivalent: requests recomputes Content-Length", True)
 def _():
     def make_gateway(upstream, *, limit):
         app = Flask("gateway")
@@ -2234,3 +2234,33 @@ def _():
             last = t
         return cold
     return (cold_starts,)
+
+
+Q = "06.lost_by_period"
+CASES.append((Q, "valid_exclusive_bounds", "valid: open interval (boundaries are measure-zero)", True,
+              lambda: (_lost_exclusive,)))
+
+
+def _lost_exclusive(report):
+    out = {}
+    for server, a, b in report.fault_periods():
+        out[server] = out.get(server, 0) + sum(
+            1 for x in report.samples if not x.ok and a - 0.1 < x.start + x.latency < b)
+    return out
+
+
+@case(Q, "first_period_only_per_failure", "overlap: a failure goes to one period only", False)
+def _():
+    def lost_by_period(report):
+        periods = report.fault_periods()
+        out = {s: 0 for s, _, _ in periods}
+        for x in report.samples:
+            if x.ok:
+                continue
+            end = x.start + x.latency
+            for s, a, b in periods:
+                if a - 0.1 <= end <= b:
+                    out[s] += 1
+                    break
+        return out
+    return (lost_by_period,)
