@@ -167,8 +167,13 @@ class _OwnedLock:
         self.release()
 
 
-def _watched(replica_class: type, held: list[str]) -> type:
-    """The learner's class, with a lock that notes a send made while holding it."""
+def _watched(replica_class: type, held: list[str],
+             sent: list[tuple[str, str, str, str, Any]] | None = None) -> type:
+    """The learner's class, with a lock that notes a send made while holding it.
+
+    ``sent`` collects every message as (sender, peer, kind, sid, body), so that the
+    check can deliver one again later, as a network that repeats itself would.
+    """
 
     class Watched(replica_class):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -179,6 +184,8 @@ def _watched(replica_class: type, held: list[str]) -> type:
         def send(self, peer: str, kind: str, sid: str, body: dict | None = None) -> Any:
             if isinstance(self.lock, _OwnedLock) and self.lock.owner == _threading.get_ident():
                 held.append(kind)
+            if sent is not None:
+                sent.append((self.name, peer, kind, sid, body))
             return super().send(peer, kind, sid, body)
 
     Watched.__name__ = Watched.__qualname__ = replica_class.__name__
@@ -204,7 +211,8 @@ def write_invalidate(replica_class: Any) -> str:
     rng = context().rng
     item = lambda: _word(rng, rng.randrange(600, 1500))  # noqa: E731  (a session > notice)
     held: list[str] = []
-    group = Replication(_watched(replica_class, held))
+    sent: list[tuple[str, str, str, str, Any]] = []
+    group = Replication(_watched(replica_class, held, sent))
     with lk.Cluster(group.factory, size=3, name="check-04-invalidate") as cluster:
         group.connect(cluster)
         carts = _Carts(list(cluster.servers), group)
@@ -242,6 +250,31 @@ def write_invalidate(replica_class: Any) -> str:
                     " servers that do that at the same time wait for each other until the"
                     " message times out. Copy what you need under the lock, release it,"
                     " then send.")
+            # A late, repeated notice: deliver again the last "invalidate" a server got
+            # for a version it has fetched since. Its copy of that version stays valid.
+            user = users[0]
+            sid = carts.clients[user].cookies.get("sid")
+            writer, server = rng.sample(carts.servers, 2)
+            carts.write(user, writer, item())
+            carts.read(user, server, "after a write on another server")
+            carts.write(user, writer, item())   # the reader holds a copy: it is told
+            carts.read(user, server, "after a second write on another server")
+            notices = [m for m in sent if m[:4] == (writer.name, server.name, "invalidate", sid)]
+            if notices:
+                sender, peer, kind, sid_, body = notices[-1]
+                group.reset()
+                group._deliver(kind, sender, peer, sid_, body)
+                what = f"GET /cart on {server.name} (after a repeated, late notice)"
+                answer = probe.call("GET", server.url + "/cart",
+                                    session=carts.clients[user], what=what)
+                probe.expect_status(answer, 200, what)
+                if int(answer.headers.get("X-Peer-Messages", "0")) or probe.expect_json(
+                        answer, what).get("cart") != carts.truth[user]:
+                    raise CheckFailed(
+                        f"A late, repeated 'invalidate' for the version {server.name} had"
+                        " already fetched made it drop its valid copy (the next read"
+                        " fetched again). Ignore a notice that is not newer than your copy:"
+                        " invalidate only when its version is greater than yours.")
             # Two writers at once, on two servers: each invalidates the other's copy
             # while being invalidated itself.
             for round_ in range(2):

@@ -409,7 +409,7 @@ class _Orders:
             if self.fail.get(item, 0) > 0:
                 self.fail[item] -= 1
                 raise OrderFailed(f"the warehouse cannot take {item!r} right now")
-        if item == self.hold and not self.entered.is_set():
+        if self.hold is not None and item == self.hold and not self.entered.is_set():
             self.entered.set()             # only the first call of that item waits
             self.release.wait(timeout=8)
         time.sleep(self.slow)
