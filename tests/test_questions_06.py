@@ -231,7 +231,8 @@ def inclusive_end(report):
     out = {}
     ends = [s.start + s.latency for s in report.samples if not s.ok]
     for server, down_from, down_until in report.fault_periods():
-        out[server] = out.get(server, 0) + sum(1 for e in ends if down_from - 0.1 <= e <= down_until)
+        out[server] = out.get(server, 0) + sum(
+            1 for e in ends if down_from - 0.1 <= e <= down_until)
     return out
 
 

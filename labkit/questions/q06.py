@@ -47,7 +47,8 @@ BINARY_TIMES = (0.5, 0.25, 0.125, 0.0625, 0.03125)  # exact in floating point
 TRAP_TIMES = (0.3, 0.03, 0.07, 0.15, 0.6)  # not exact: divisions land off whole numbers
 
 
-def _needed_cases(rng: Any, capacity: Callable[..., float]) -> list[tuple[float, int, float, int, str]]:
+def _needed_cases(rng: Any, capacity: Callable[..., float]
+                  ) -> list[tuple[float, int, float, int, str]]:
     """(target, workers, service_time, servers needed, what kind of case).
 
     Boundary targets are what the learner's own ``capacity`` returns for k servers (it

@@ -182,9 +182,13 @@ def _upload_while_reading(port: int, size: int) -> tuple[bytes, BaseException | 
             answer += chunk
     except OSError:
         pass
-    sender.join(timeout=probe.TIMEOUT)
+    sender.join(timeout=2)      # a drained upload has been sent by the time of the EOF
+    try:
+        sock.shutdown(socket.SHUT_RDWR)   # wakes a sender still blocked in sendall
+    except OSError:
+        pass
     sock.close()
-    sender.join(timeout=1)
+    sender.join(timeout=2)
     return answer, state["error"], state["done"]
 
 
