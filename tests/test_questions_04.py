@@ -4,7 +4,10 @@ the answer table (valid alternatives, wrong answers by class) gets the right ver
 from __future__ import annotations
 
 import ast
+import base64
+import hashlib
 import json
+import random
 import secrets
 import time
 import uuid
@@ -63,7 +66,7 @@ class DictOfTuples(Replica):
         if kind == "invalidate":
             with self.lock:
                 old = self.copies.get(sid)
-                if old is None or body["version"] >= old.version:
+                if old is None or body["version"] > old.version:
                     self.copies[sid] = Copy(None, body["version"], sender)
             return None
         if kind == "fetch":
@@ -206,15 +209,39 @@ class FetchesFromFirstPeer(REF["MyInvalidate"]):
         return reply["data"]
 
 
+class InvalidatesOnTie(REF["MyInvalidate"]):
+    """Drops its copy on a notice of the version it already holds (>= instead of >)."""
+
+    def on_message(self, kind, sid, body, sender):
+        if kind == "invalidate":
+            with self.lock:
+                copy = self.copies.get(sid)
+                if copy is None or body["version"] >= copy.version:
+                    self.copies[sid] = Copy(None, body["version"], sender)
+            return None
+        return super().on_message(kind, sid, body, sender)
+
+
+class IgnoresVersions(REF["MyInvalidate"]):
+    """Drops its copy on every notice, whatever its version."""
+
+    def on_message(self, kind, sid, body, sender):
+        if kind == "invalidate":
+            with self.lock:
+                self.copies[sid] = Copy(None, body["version"], sender)
+            return None
+        return super().on_message(kind, sid, body, sender)
+
+
 # ------------------------------------------------------------------ redis store
 Ref = REF["MyRedisStore"]
 
 
 class UuidStore(Ref):
-    """Valid: uuid4 ids, and a read-then-expire pipeline instead of GETEX."""
+    """Valid: 128-bit hex ids, and a read-then-expire pipeline instead of GETEX."""
 
     def new(self, data=None):
-        sid = uuid.uuid4().hex
+        sid = secrets.token_hex(16)
         self.client.set(self.prefix + sid, json.dumps(data or {}), ex=self.idle_timeout)
         return sid
 
@@ -232,6 +259,90 @@ class UuidStore(Ref):
 
     def delete(self, sid):
         return bool(self.client.delete(self.prefix + sid))
+
+
+class Uuid4Store(Ref):
+    """uuid4 ids: 122 random bits, under the 128 the task asks for."""
+
+    def new(self, data=None):
+        sid = str(uuid.uuid4())
+        self.client.set(self.prefix + sid, json.dumps(data or {}), ex=self.idle_timeout)
+        return sid
+
+
+class MersenneStore(Ref):
+    """Ids from the `random` module: 624 words of output give away every later id."""
+
+    def new(self, data=None):
+        sid = "%032x" % random.getrandbits(128)
+        self.client.set(self.prefix + sid, json.dumps(data or {}), ex=self.idle_timeout)
+        return sid
+
+
+class RandbytesStore(Ref):
+    """random.randbytes, base64: the same Mersenne Twister behind another encoding."""
+
+    def new(self, data=None):
+        sid = base64.urlsafe_b64encode(random.randbytes(24)).decode().rstrip("=")
+        self.client.set(self.prefix + sid, json.dumps(data or {}), ex=self.idle_timeout)
+        return sid
+
+
+class ClockHashStore(Ref):
+    """A hash of the clock: looks random, but an attacker tries the likely instants."""
+
+    def new(self, data=None):
+        sid = hashlib.sha256(str(time.time_ns()).encode()).hexdigest()
+        self.client.set(self.prefix + sid, json.dumps(data or {}), ex=self.idle_timeout)
+        return sid
+
+
+class NullDataStore(Ref):
+    """new() without data stores JSON null: get() then says 'no session'."""
+
+    def new(self, data=None):
+        sid = secrets.token_urlsafe(32)
+        self.client.set(self.prefix + sid, json.dumps(data), ex=self.idle_timeout)
+        return sid
+
+
+class CheckThenSetStore(Ref):
+    """save() checks EXISTS, then SETs without xx: an expiry in between resurrects it."""
+
+    def save(self, sid, data):
+        if not self.client.exists(self.prefix + sid):
+            raise KeyError(sid)
+        self.client.set(self.prefix + sid, json.dumps(data), ex=self.idle_timeout)
+
+
+class TtlThenSetStore(Ref):
+    """save() reads the TTL first, then SETs without xx: the same race."""
+
+    def save(self, sid, data):
+        if self.client.ttl(self.prefix + sid) < 0:
+            return
+        self.client.set(self.prefix + sid, json.dumps(data), ex=self.idle_timeout)
+
+
+class Urlsafe16Store(Ref):
+    """Valid: exactly 128 bits (token_urlsafe(16)), save as SET XX then a no-op."""
+
+    def new(self, data=None):
+        sid = secrets.token_urlsafe(16)
+        self.client.set(self.prefix + sid, json.dumps(data or {}), ex=self.idle_timeout)
+        return sid
+
+    def save(self, sid, data):
+        self.client.set(self.prefix + sid, json.dumps(data), ex=self.idle_timeout, xx=True)
+
+
+class RefreshAfterSetStore(Ref):
+    """Valid: SET XX with KEEPTTL, then EXPIRE (a read after the write is fine)."""
+
+    def save(self, sid, data):
+        if not self.client.set(self.prefix + sid, json.dumps(data), xx=True, keepttl=True):
+            raise KeyError(sid)
+        self.client.expire(self.prefix + sid, self.idle_timeout)
 
 
 class DictStore(Ref):
@@ -439,12 +550,27 @@ CASES = [
           kind="substance"),
     wrong(Q1, "fetches from the first peer", FetchesFromFirstPeer, says="should answer 200",
           kind="logic"),
+    wrong(Q1, "invalidates on an equal version", InvalidatesOnTie, says="repeated",
+          kind="concurrency"),
+    wrong(Q1, "invalidates whatever the version", IgnoresVersions, says="repeated",
+          kind="logic"),
     wrong(Q1, "not a class", dict, says="subclass of labkit.state.replication.Replica",
           kind="hostile-input"),
 
     valid(Q2, "reference", Ref),
     valid(Q2, "the kit's RedisSessionStore", RedisSessionStore),
-    valid(Q2, "uuid4 ids and a pipeline", UuidStore),
+    valid(Q2, "hex ids and a pipeline", UuidStore),
+    valid(Q2, "exactly 128 bits, save without KeyError", Urlsafe16Store),
+    valid(Q2, "SET XX KEEPTTL then EXPIRE", RefreshAfterSetStore),
+    wrong(Q2, "uuid4 ids (122 bits)", Uuid4Store, says="random bits", kind="security"),
+    wrong(Q2, "getrandbits ids", MersenneStore, says="`random` module", kind="security"),
+    wrong(Q2, "randbytes ids in base64", RandbytesStore, says="`random` module",
+          kind="security"),
+    wrong(Q2, "a hash of the clock", ClockHashStore, says="hash of the clock", kind="security"),
+    wrong(Q2, "new() stores null", NullDataStore, says="empty session", kind="hostile-input"),
+    wrong(Q2, "EXISTS then SET", CheckThenSetStore, says="came back to life",
+          kind="concurrency"),
+    wrong(Q2, "TTL then SET", TtlThenSetStore, says="came back to life", kind="concurrency"),
     wrong(Q2, "sessions in the object", DictStore, says="lives in your Python object",
           kind="substance"),
     wrong(Q2, "a cache in the object", CachingStore, says="answers from a copy",

@@ -85,6 +85,9 @@ def by_hand(token, key):
         raise jwt.MissingRequiredClaimError("exp/sub")
     if exp <= time.time() - 30:
         raise jwt.ExpiredSignatureError("expired")
+    nbf = claims.get("nbf", 0)
+    if not isinstance(nbf, (int, float)) or nbf > time.time() + 30:
+        raise jwt.ImmatureSignatureError("not yet valid")
     return claims
 
 
@@ -141,7 +144,7 @@ OFFERED = ["application/json", "text/html", "text/plain"]
 
 def card_app(*, vary=True, escape=True, empty_accept_is_json=True, list_on_406=True,
              negotiate=True, use_notebook_posts=False, escape_author=True, vary_404=True,
-             escape_plain=False, json_fields=None):
+             escape_plain=False, json_fields=None, quote=True, case_sensitive=False):
     """The reference, with one rule switched off."""
 
     def make_card_app(posts):
@@ -153,6 +156,10 @@ def card_app(*, vary=True, escape=True, empty_accept_is_json=True, list_on_406=T
             accept = request.accept_mimetypes
             best = accept.best_match(OFFERED) if accept or not empty_accept_is_json else (
                 OFFERED[0])
+            raw = request.headers.get("Accept", "")
+            if case_sensitive and raw != raw.lower():   # "TEXT/HTML" is not "text/html"
+                lower = [m for m in OFFERED if m in raw]
+                best = lower[0] if lower else None
             if not negotiate:
                 best = "application/json"
             post = table_.get(post_id)
@@ -166,10 +173,11 @@ def card_app(*, vary=True, escape=True, empty_accept_is_json=True, list_on_406=T
                 if not vary_404:
                     return response
             elif best == "text/html":
-                text = html.escape(post["text"]) if escape else post["text"]
-                author = html.escape(post["author"]) if escape_author else post["author"]
-                response = app.response_class(f"<h2>{author}</h2><p>{text}</p>",
-                                              mimetype="text/html")
+                text = html.escape(post["text"], quote=quote) if escape else post["text"]
+                author = (html.escape(post["author"], quote=quote) if escape_author
+                          else post["author"])
+                response = app.response_class(
+                    f"<h2 title=\"{author}\">{author}</h2><p>{text}</p>", mimetype="text/html")
             elif best == "text/plain":
                 line = f"{post['author']}: {post['text']}"
                 response = app.response_class(html.escape(line) if escape_plain else line,
@@ -309,7 +317,8 @@ def substring_sniffer(posts):
 def shop(*, shared=True, honour_key=True, require_key=True, check_body=True, atomic=True,
          app_lock=False, auth_first=True, scoped=True, catch_failure=True, release=True,
          store_failure=False, validate_first=True, wait_in_flight=False, replay_status=201,
-         raw_compare=False):
+         raw_compare=False, item_only=False, any_scheme=False, any_item=False,
+         empty_key=False):
     """A shop with one idempotency rule broken."""
 
     def make_shop(place_order, keys, accounts):
@@ -318,7 +327,10 @@ def shop(*, shared=True, honour_key=True, require_key=True, check_body=True, ato
         lock = threading.Lock()
 
         def who():
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            header = request.headers.get("Authorization", "")
+            if any_scheme:   # the last word, whatever the scheme (or none)
+                return accounts.get(header.split()[-1]) if header.split() else None
+            scheme, _, token = header.partition(" ")
             return accounts.get(token) if scheme.lower() == "bearer" else None
 
         @app.post("/orders")
@@ -327,18 +339,21 @@ def shop(*, shared=True, honour_key=True, require_key=True, check_body=True, ato
             if auth_first and user is None:
                 return {"error": "unauthorized"}, 401
             key = request.headers.get("Idempotency-Key")
-            if not key and require_key:
+            if (key is None if empty_key else not key) and require_key:
                 return {"error": "idempotency_key_required"}, 400
             if not auth_first:
                 user = who()
             body = request.get_json(silent=True)
             fingerprint = request.get_data() if raw_compare else body
-            shaped = isinstance(body, dict) and isinstance(body.get("item"), str)
+            if item_only and isinstance(body, dict):
+                fingerprint = body.get("item")
+            shaped = isinstance(body, dict) and (
+                "item" in body if any_item else isinstance(body.get("item"), str))
             if validate_first and not shaped:
                 return {"error": "wrong_shape"}, 422
             slot = (user, key) if scoped else key
             claim = {"request": fingerprint, "answer": None}
-            if honour_key and key:
+            if honour_key and key is not None:
                 if atomic:
                     seen = store.setdefault(slot, claim)
                 elif app_lock:
@@ -510,6 +525,22 @@ class RevokesNothing(NeverForgets):
         return False
 
 
+class EarlierExpWins(KitDenyList):
+    """Revoked again with a later exp, it keeps the earlier one: forgotten too soon."""
+
+    def revoke(self, jti, exp):
+        with self._lock:
+            known = self._jtis.get(jti)
+        super().revoke(jti, exp if known is None else min(known, exp))
+
+
+class LaterExpWins(REF["DenyList"]):
+    """Valid: a re-revoke keeps the later of the two exps."""
+
+    def revoke(self, jti, exp):
+        self.revoked[jti] = max(exp, self.revoked.get(jti, exp))
+
+
 class ForgetsTooEarly(NeverForgets):
     def is_revoked(self, jti, now):
         self.revoked = {j: e for j, e in self.revoked.items() if e > now + 10}
@@ -590,6 +621,10 @@ CASES = [
     wrong(Q1, "no leeway", decode_with(leeway=0), says="leeway=30", kind="logic"),
     wrong(Q1, "two minutes of leeway", decode_with(leeway=120), says="leeway",
           kind="visible-only"),
+    wrong(Q1, "35 s of leeway", decode_with(leeway=35), says="leeway", kind="logic"),
+    wrong(Q1, "45 s of leeway", decode_with(leeway=45), says="leeway", kind="logic"),
+    wrong(Q1, "60 s of leeway", decode_with(leeway=60), says="leeway", kind="logic"),
+    wrong(Q1, "20 s of leeway", decode_with(leeway=20), says="leeway", kind="logic"),
     wrong(Q1, "no audience", decode_with(audience=None), says="audience", kind="security"),
     wrong(Q1, "audience by substring", loose_audience, says="audience", kind="security"),
     wrong(Q1, "issuer by prefix", loose_issuer, says="issuer", kind="security"),
@@ -613,6 +648,10 @@ CASES = [
     valid(Q2, "reference", REF["make_card_app"]),
     valid(Q2, "own parser, markupsafe, ties to text", hand_negotiated),
     valid(Q2, "JSON order kept, whole documents", card_app()),
+    wrong(Q2, "quotes left unescaped in an attribute", card_app(quote=False),
+          says="quotes", kind="security"),
+    wrong(Q2, "media types matched case-sensitively", card_app(case_sensitive=True),
+          says="ignore case", kind="hostile-input"),
     wrong(Q2, "no Vary", card_app(vary=False), says="Vary: Accept", kind="substance"),
     wrong(Q2, "no Vary on 404", card_app(vary_404=False), says="404 answer needs",
           kind="substance"),
@@ -639,6 +678,13 @@ CASES = [
     valid(Q3, "reference", REF["make_shop"]),
     valid(Q3, "variant with every rule", shop()),
     valid(Q3, "class per request, string keys, 400 for a bad body", class_based_shop),
+    wrong(Q3, "only the item compared", shop(item_only=True), says="every field",
+          kind="logic"),
+    wrong(Q3, "any scheme, or none", shop(any_scheme=True), says="Bearer", kind="security"),
+    wrong(Q3, "any item type", shop(any_item=True), says="item must be a string",
+          kind="hostile-input"),
+    wrong(Q3, "an empty key is a key", shop(empty_key=True), says="empty Idempotency-Key",
+          kind="hostile-input"),
     wrong(Q3, "keys in one app", shop(shared=False), says="which every server shares",
           kind="substance"),
     wrong(Q3, "key ignored", shop(honour_key=False), says="placed a second order",
@@ -677,6 +723,9 @@ CASES = [
     valid(Q4, "the kit's DenyList (a heap)", KitDenyList),
     valid(Q4, "a lock around a rebuilt dict", LockedDenyList),
     valid(Q4, "keeps an entry at now == exp", KeepsUntilAfterExp),
+    valid(Q4, "a re-revoke keeps the later exp", LaterExpWins),
+    wrong(Q4, "a re-revoke keeps the earlier exp", EarlierExpWins, says="later exp",
+          kind="logic"),
     wrong(Q4, "never forgets", NeverForgets, says="grows forever", kind="logic"),
     wrong(Q4, "revokes nothing", RevokesNothing, says="should be revoked", kind="security"),
     wrong(Q4, "forgets too early", ForgetsTooEarly, says="must stay revoked", kind="logic"),

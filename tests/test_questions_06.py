@@ -61,6 +61,43 @@ def loop_needed(*, target, workers, service_time):
     return n
 
 
+def exact_then_checked(*, target, workers, service_time):
+    """Valid: exact fractions, then one server fewer if capacity() already reaches it."""
+    n = exact_needed(target=target, workers=workers, service_time=service_time)
+    while n > 1 and capacity(servers=n - 1, workers=workers, service_time=service_time) >= target:
+        n -= 1
+    return n
+
+
+def bisect_needed(*, target, workers, service_time):
+    """Valid: gallop, then bisect on capacity()."""
+    high = 1
+    while capacity(servers=high, workers=workers, service_time=service_time) < target:
+        high *= 2
+    low = 1
+    while low < high:
+        mid = (low + high) // 2
+        if capacity(servers=mid, workers=workers, service_time=service_time) >= target:
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
+def naive_ceil(*, target, workers, service_time):
+    """The obvious formula: a float division lands a hair above a whole number."""
+    return max(1, math.ceil(target * service_time / workers))
+
+
+def epsilon_ceil(*, target, workers, service_time):
+    """An epsilon hides float noise, and also a real (small) excess."""
+    return max(1, math.ceil(target * service_time / workers - 1e-6))
+
+
+def rounds(*, target, workers, service_time):
+    return max(1, round(target * service_time / workers))
+
+
 def rounds_down(*, target, workers, service_time):
     return max(1, int(target * service_time / workers))
 
@@ -91,6 +128,11 @@ def as_float(*, target, workers, service_time):
 
 VISIBLE = {(600, 4, 0.02): 3, (601, 4, 0.02): 4, (250, 2, 0.02): 3, (10, 4, 0.02): 1,
            (300, 3, 0.01): 1, (900, 3, 0.01): 3, (180, 2, 0.02): 2}
+
+
+def fraction_of_float(*, target, workers, service_time):
+    """Exact arithmetic on the float inputs: off on a target equal to a capacity()."""
+    return max(1, math.ceil(Fraction(target) * Fraction(service_time) / Fraction(workers)))
 
 
 def lookup_needed(*, target, workers, service_time):
@@ -167,6 +209,31 @@ def closure_policy():
 
 # ------------------------------------------------------------------ lost by period
 lost_by_period = REF["lost_by_period"]
+
+
+def first_period_only(report):
+    """Counts a failure only for the first period it falls in (overlaps lose it)."""
+    periods = report.fault_periods()
+    out = {server: 0 for server, _, _ in periods}
+    for sample in report.samples:
+        if sample.ok:
+            continue
+        end = sample.start + sample.latency
+        for server, down_from, down_until in periods:
+            if down_from - 0.1 <= end < down_until:
+                out[server] += 1
+                break
+    return out
+
+
+def inclusive_end(report):
+    """Valid: a failure that ends exactly at down_until counted as inside."""
+    out = {}
+    ends = [s.start + s.latency for s in report.samples if not s.ok]
+    for server, down_from, down_until in report.fault_periods():
+        out[server] = out.get(server, 0) + sum(
+            1 for e in ends if down_from - 0.1 <= e <= down_until)
+    return out
 
 
 def single_pass(report):
@@ -270,6 +337,23 @@ def hard_coded(report):
 
 # ------------------------------------------------------------------ retry rule
 may_retry = REF["may_retry"]
+
+
+def substring_test(method):
+    return method.upper() in "GET HEAD OPTIONS TRACE PUT DELETE"
+
+
+def prefix_test(method):
+    return method.upper().startswith(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
+
+
+def stripped(method):
+    return method.strip().upper() in {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
+
+
+def frozenset_rule(method):
+    """Valid: a frozenset and casefold."""
+    return method.casefold() in frozenset({"get", "head", "options", "trace", "put", "delete"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
@@ -321,7 +405,16 @@ def yes_no(method):
 Q1, Q2, Q3, Q4 = "06.servers_needed", "06.least_loaded", "06.lost_by_period", "06.retry_rule"
 CASES = [
     valid(Q1, "reference", capacity, servers_needed),
-    valid(Q1, "fractions", exact_capacity, exact_needed),
+    valid(Q1, "fractions, checked against capacity()", exact_capacity, exact_then_checked),
+    valid(Q1, "bisection on capacity()", capacity, bisect_needed),
+    wrong(Q1, "fractions only (float boundary)", exact_capacity, exact_needed,
+          says="floating-point", kind="logic"),
+    wrong(Q1, "exact fractions of the floats", capacity, fraction_of_float,
+          says="floating-point", kind="logic"),
+    wrong(Q1, "the obvious ceil", capacity, naive_ceil, says="floating-point", kind="logic"),
+    wrong(Q1, "ceil with an epsilon", capacity, epsilon_ceil, says="a tiny bit",
+          kind="hostile-input"),
+    wrong(Q1, "round instead of ceil", capacity, rounds, says="too low", kind="logic"),
     valid(Q1, "a loop", capacity, loop_needed),
     wrong(Q1, "rounds down", capacity, rounds_down, says="too low", kind="logic"),
     wrong(Q1, "no minimum of one", capacity, no_minimum, says="too low",
@@ -353,6 +446,9 @@ CASES = [
 
     valid(Q3, "reference", lost_by_period),
     valid(Q3, "one pass with bisect", single_pass),
+    valid(Q3, "down_until included", inclusive_end),
+    wrong(Q3, "a failure for the first period only", first_period_only,
+          says="down at the same time", kind="logic"),
     valid(Q3, "periods rebuilt from the log", from_the_log),
     wrong(Q3, "by start time", by_start_time, says="start + latency", kind="logic"),
     wrong(Q3, "no slack before the kill", no_slack, says="0.1 s", kind="logic"),
@@ -370,6 +466,11 @@ CASES = [
     valid(Q4, "reference", may_retry),
     valid(Q4, "casefold", casefolded),
     valid(Q4, "match statement", matched),
+    valid(Q4, "frozenset and casefold", frozenset_rule),
+    wrong(Q4, "substring of a string of names", substring_test, says="whole name",
+          kind="hostile-input"),
+    wrong(Q4, "startswith", prefix_test, says="whole name", kind="hostile-input"),
+    wrong(Q4, "strips spaces first", stripped, says="whole name", kind="hostile-input"),
     wrong(Q4, "safe methods only", safe_only, says="may retry a", kind="logic"),
     wrong(Q4, "everything", everything, says="must not retry", kind="logic"),
     wrong(Q4, "case-sensitive", case_sensitive, says="any case", kind="hostile-input"),

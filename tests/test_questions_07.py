@@ -162,7 +162,55 @@ def running_total(upstream, limit):
     return _forward(upstream, body)
 
 
+def no_drain(upstream, limit):
+    """Refuses on the declared size without reading the rest: the client may get a reset."""
+    if request.content_length is not None and request.content_length > limit:
+        return {"error": "too_large"}, 413
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        return {"error": "too_large"}, 413
+    return _forward(upstream, body)
+
+
+def capped_then_drained(upstream, limit):
+    """Valid: read at most limit + 1 bytes, then drain whatever is left before refusing."""
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        while request.stream.read(65536):
+            pass
+        return {"error": "too_large", "limit": limit}, 413
+    return _forward(upstream, body)
+
+
 # ------------------------------------------------------------------ stateless handler
+def prefix_key_visits(length):
+    def module():
+        def handler(event, context):
+            user = event["user"]
+            return {"user": user, "visits": context.store.incr("v:" + user[:length])}
+        return handler
+    return module
+
+
+def incr_then_get_visits():
+    """Counts atomically, then reads the count back: by then another visit may be in it."""
+    def handler(event, context):
+        key = "visits:" + event["user"]
+        context.store.incr(key)
+        return {"user": event["user"], "visits": context.store.get(key)}
+    return handler
+
+
+def json_key_visits():
+    """Valid: the key is the user as JSON (no separator can collide)."""
+    import json
+
+    def handler(event, context):
+        n = context.store.incr(json.dumps(["visits", event["user"]]))
+        return {"user": event["user"], "visits": n}
+    return handler
+
+
 def other_key_visits():
     """Valid: another key scheme, and the user as given."""
     def handler(event, context):
@@ -364,6 +412,9 @@ CASES = [
     valid(Q1, "reference", REF["make_gateway"]),
     valid(Q1, "the kit's gateway", create_size_gateway),
     valid(Q1, "reads everything, then decides", gateway(reads_everything)),
+    valid(Q1, "capped read, then drained", gateway(capped_then_drained)),
+    wrong(Q1, "refuses without draining", gateway(no_drain), says="without reading the rest",
+          kind="hostile-input"),
     wrong(Q1, "trusts Content-Length", gateway(header_only), says="count the bytes",
           kind="hostile-input"),
     wrong(Q1, "forwards first", gateway(forwards_first), says="still sent the upload",
@@ -388,6 +439,12 @@ CASES = [
     valid(Q2, "reference", REF["visits_module"]),
     valid(Q2, "another key scheme", other_key_visits),
     valid(Q2, "a callable object", class_visits),
+    valid(Q2, "a JSON key", json_key_visits),
+    wrong(Q2, "key from the first 3 characters", prefix_key_visits(3), says="starts like",
+          kind="visible-only"),
+    wrong(Q2, "key from the first 4 characters", prefix_key_visits(4), says="starts like",
+          kind="visible-only"),
+    wrong(Q2, "incr, then get", incr_then_get_visits, says="simultaneous", kind="concurrency"),
     wrong(Q2, "module variables", module_global_visits, says="count", kind="logic"),
     wrong(Q2, "notebook variables", notebook_global_visits, says="second deployment",
           kind="visible-only"),
