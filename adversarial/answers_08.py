@@ -237,7 +237,9 @@ def patches_defaults(ref):
 def random_pick(ref):
     def plan(facts):
         out = ref(facts)
-        return {**out, "design": random.choice(lk.CostModel.DESIGNS),
+        # a coin toss among the designs the model does not pick (unseeded, as learners do)
+        return {**out, "design": random.choice([d for d in lk.CostModel.DESIGNS
+                                                if d != out["design"]]),
                 "reason": random.choice(["cheapest", "latency"])}
     return plan
 
@@ -303,9 +305,10 @@ def returns_none(ref):
 
 
 def raises_sometimes(ref):
+    """Right for long conversations, crashes on a short one (a KeyError of its own)."""
     def plan(facts):
-        if sum(v for v in facts.values() if isinstance(v, (int, float))) % 2 < 1:
-            raise KeyError("users")
+        if facts.get("turns", 0) < 10:
+            return {"inputs": {}, "design": "tokens", "reason": "cheapest"}["missing"]
         return ref(facts)
     return plan
 
@@ -630,6 +633,12 @@ CASES = [
     (CHAT, "missing-inputs", "substance", False,
      lambda: (pick_from_right_model_report_wrong_inputs(
          ref_chat, lambda i, f: {k: v for k, v in i.items() if k != "client_uplink_mbps"}),)),
+    (CHAT, "example-token-overhead", "visible-only", False,
+     lambda: (consistent_wrong(ref_chat, lambda i, f: {**i, "token_bytes": i["session_bytes"] + 250}),)),
+    (CHAT, "example-uplink", "visible-only", False,
+     lambda: (consistent_wrong(ref_chat, lambda i, f: {**i, "client_uplink_mbps": 10.0}),)),
+    (CHAT, "example-budget", "visible-only", False,
+     lambda: (consistent_wrong(ref_chat, lambda i, f: {**i, "latency_budget_ms": 50.0}),)),
     (CHAT, "valid-reference", "valid", True, lambda: (ref_chat,)),
     (CHAT, "valid-replace", "valid", True, lambda: (valid_replace(chat_inputs),)),
     (CHAT, "valid-by-hand", "valid", True, lambda: (valid_by_hand(chat_inputs),)),
@@ -667,6 +676,10 @@ CASES = [
     (CART, "patches-choose", "security", False, lambda: (patches_model(ref_cart, "tokens", "cheapest"),)),
     (CART, "tiny-budget-extra", "substance", False, lambda: (gamed_budget(ref_cart, latency_budget_ms=0.0),)),
     (CART, "replicated-extra", "substance", False, lambda: (gamed_budget(ref_cart, replication=2),)),
+    (CART, "example-abandon-rate", "visible-only", False,
+     lambda: (consistent_wrong(ref_cart, lambda i, f: {**i, "relogin_cost_usd": f["cart_value_usd"] * 0.1}),)),
+    (CART, "valid-sets-budget-default", "valid", True,
+     lambda: (lambda f: _pick({**cart_inputs(f), "latency_budget_ms": 50.0, "client_uplink_mbps": 10}),)),
     (CART, "valid-reference", "valid", True, lambda: (ref_cart,)),
     (CART, "valid-replace", "valid", True, lambda: (valid_replace(cart_inputs),)),
     (CART, "valid-by-hand", "valid", True, lambda: (valid_by_hand(cart_inputs),)),
@@ -683,7 +696,10 @@ CASES = [
     (API, "session-default", "substance", False, lambda: (consistent_wrong(ref_api, api_session_default),)),
     (API, "service-in-seconds", "substance", False, lambda: (consistent_wrong(ref_api, api_seconds),)),
     (API, "rate-per-second", "substance", False, lambda: (consistent_wrong(ref_api, api_per_second),)),
-    (API, "break-even-defaults-left", "substance", False, lambda: (api_be(_be_defaults_left),)),
+    # Reclassified after phase 1: verify_ms/lookup_ms/token_bytes/cookie_bytes left at
+    # their defaults move the break-even by 0.04%, less than rounding it to a whole
+    # client; the reported inputs are right, so the answer is right within rounding.
+    (API, "valid-break-even-defaults-left", "valid", True, lambda: (api_be(_be_defaults_left),)),
     (API, "break-even-store-pair", "substance", False, lambda: (api_be(_be_wrong_pair),)),
     (API, "break-even-in-rps", "substance", False, lambda: (api_be(_be_requests_per_second),)),
     (API, "break-even-varies-rate", "substance", False, lambda: (api_be(_be_vary_rate),)),
