@@ -234,6 +234,48 @@ def patches_defaults(ref):
     return plan
 
 
+def patches_check(ref):
+    """Rewrites the check's own rule for the inputs so that its own answer is 'expected'."""
+    def plan(facts):
+        import labkit.questions.q08 as q
+
+        out = ref(facts)
+        q.growing_context_inputs = q.shopping_cart_inputs = q.public_api_inputs = \
+            lambda f, _i=dict(out["inputs"]): _i
+        q._judge_choice = lambda answer, *a: answer["design"]
+        return {**out, "design": "sticky", "reason": "cheapest"}
+    return plan
+
+
+class Flipping(dict):
+    """A dict that holds a wrong answer but shows the right one to every ``[key]`` read."""
+
+    def __init__(self, right, wrong):
+        super().__init__(wrong)
+        self.right = right
+
+    def __getitem__(self, key):
+        return self.right[key]
+
+    def get(self, key, default=None):
+        return self.right.get(key, default)
+
+
+def flipping(ref):
+    def plan(facts):
+        out = ref(facts)
+        bad = {**out, "design": "sticky" if out["design"] != "sticky" else "tokens"}
+        return Flipping(out, bad)
+    return plan
+
+
+def huge_int_users(ref):
+    def plan(facts):
+        out = ref(facts)
+        return {**out, "inputs": {**out["inputs"], "users": 10**400}}
+    return plan
+
+
 def random_pick(ref):
     def plan(facts):
         out = ref(facts)
@@ -628,6 +670,9 @@ CASES = [
     (CHAT, "clears-facts", "hostile-input", False, lambda: (clears_facts(ref_chat),)),
     (CHAT, "patches-choose", "security", False, lambda: (patches_model(ref_chat, "sticky", "cheapest"),)),
     (CHAT, "patches-module-constants", "security", False, lambda: (patches_defaults(ref_chat),)),
+    (CHAT, "patches-check", "security", False, lambda: (patches_check(ref_chat),)),
+    (CHAT, "flipping-dict", "hostile-input", False, lambda: (flipping(ref_chat),)),
+    (CHAT, "huge-int-users", "hostile-input", False, lambda: (huge_int_users(ref_chat),)),
     (CHAT, "huge-budget-extra", "substance", False, lambda: (gamed_budget(ref_chat, latency_budget_ms=1e6),)),
     (CHAT, "free-servers-extra", "substance", False, lambda: (gamed_budget(ref_chat, price_server_hour=0.0),)),
     (CHAT, "missing-inputs", "substance", False,
@@ -674,6 +719,8 @@ CASES = [
     (CART, "design-capitalised", "hostile-input", False, lambda: (top(ref_cart, "design", "Sticky"),)),
     (CART, "mutates-facts", "hostile-input", False, lambda: (mutates_facts(ref_cart),)),
     (CART, "patches-choose", "security", False, lambda: (patches_model(ref_cart, "tokens", "cheapest"),)),
+    (CART, "patches-check", "security", False, lambda: (patches_check(ref_cart),)),
+    (CART, "flipping-dict", "hostile-input", False, lambda: (flipping(ref_cart),)),
     (CART, "tiny-budget-extra", "substance", False, lambda: (gamed_budget(ref_cart, latency_budget_ms=0.0),)),
     (CART, "replicated-extra", "substance", False, lambda: (gamed_budget(ref_cart, replication=2),)),
     (CART, "example-abandon-rate", "visible-only", False,
@@ -720,6 +767,8 @@ CASES = [
     (API, "nan-inputs", "hostile-input", False, lambda: (nan_inputs(ref_api),)),
     (API, "mutates-facts", "hostile-input", False, lambda: (mutates_facts(ref_api),)),
     (API, "patches-choose", "security", False, lambda: (patches_model(ref_api, "sticky", "cheapest"),)),
+    (API, "patches-check", "security", False, lambda: (patches_check(ref_api),)),
+    (API, "flipping-dict", "hostile-input", False, lambda: (flipping(ref_api),)),
     (API, "cookie-extra", "substance", False, lambda: (with_field(ref_api, "cookie_bytes", 60),)),
     (API, "free-functions-extra", "substance", False,
      lambda: (gamed_budget(ref_api, price_function_gb_second=0.0, price_function_million_requests=0.0),)),

@@ -3,7 +3,7 @@
     .venv/bin/python adversarial/run_08.py [QID ...] [--seeds 1,2,3] [-v]
 
 Each case runs in a thread with a deadline. Some wrong answers monkeypatch the cost
-model (a learner can), so the model's class and module are restored after every case
+model or the check (a learner can), so the model's classes and both modules are restored after every case
 and the next one starts clean. Prints the wrong answers that PASSED and the valid
 answers that FAILED (the findings), with the check's message, then the counts.
 """
@@ -23,14 +23,13 @@ CASE_TIMEOUT = 60.0
 
 def _snapshot():
     from labkit.choosing import cost
+    from labkit.questions import q08
 
-    classes = (cost.CostModel, cost.Estimate, cost.CostTable, cost.Choice)
-    return ({c: dict(vars(c)) for c in classes}, dict(vars(cost)))
+    classes = (cost.CostModel, cost.Estimate, cost.CostTable, cost.Choice, cost.BreakEven)
+    return ({c: dict(vars(c)) for c in classes}, {m: dict(vars(m)) for m in (cost, q08)})
 
 
 def _restore(snap) -> None:
-    from labkit.choosing import cost
-
     classes, module = snap
     for cls, saved in classes.items():
         for name in set(vars(cls)) - set(saved):
@@ -40,7 +39,10 @@ def _restore(snap) -> None:
                 continue
             if vars(cls).get(name, object()) is not value:
                 setattr(cls, name, value)
-    vars(cost).update(module)
+    for mod, saved in module.items():
+        for name in set(vars(mod)) - set(saved):
+            delattr(mod, name)
+        vars(mod).update(saved)
 
 
 def run_case(question, factory, seed: int) -> dict:

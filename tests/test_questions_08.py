@@ -282,6 +282,8 @@ _PHRASE = {  # name -> another property the message must name
     "right-inputs-pick-from-kb": "the model picks", "right-inputs-pick-from-full-value": "the model picks",
     "cheapest-ignores-budget": "the model picks", "random-pick": "the model picks",
     "lying-str-design": "the model picks", "example-break-even": "do not cost the same",
+    "patches-check": "changed the cost model", "flipping-dict": "the model picks",
+    "huge-int-users": "finite number",
     "always-store-latency": "store is",     # a wrong design, or the right one for a wrong reason
 }
 

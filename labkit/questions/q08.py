@@ -135,13 +135,20 @@ def _model_state() -> tuple[dict, dict]:
     from ..choosing import cost
 
     classes = (cost.CostModel, cost.Estimate, cost.CostTable, cost.Choice, cost.BreakEven)
-    return {c: dict(vars(c)) for c in classes}, dict(vars(cost))
+    return {c: dict(vars(c)) for c in classes}, {m: dict(vars(m)) for m in _modules()}
+
+
+def _modules() -> tuple:
+    """The model's module and this one (the check's own rules live here)."""
+    import sys
+
+    from ..choosing import cost
+
+    return cost, sys.modules[__name__]
 
 
 def _changed_model(before: tuple[dict, dict]) -> list[str]:
-    """Names in the cost model that a plan rebound; puts the originals back."""
-    from ..choosing import cost
-
+    """Names in the cost model (or this check) that a plan rebound; puts them back."""
     classes, module = before
     changed = []
     for cls, saved in classes.items():
@@ -154,10 +161,14 @@ def _changed_model(before: tuple[dict, dict]) -> list[str]:
                 setattr(cls, name, saved[name])
             else:
                 delattr(cls, name)
-    for name in sorted(set(vars(cost)) | set(module)):
-        if vars(cost).get(name, _MISSING) is not module.get(name, _MISSING):
-            changed.append(f"labkit.choosing.cost.{name}")
-    vars(cost).update(module)
+    for mod, saved in module.items():
+        now = vars(mod)
+        for name in sorted(set(now) | set(saved)):
+            if now.get(name, _MISSING) is not saved.get(name, _MISSING):
+                changed.append(f"{mod.__name__}.{name}")
+                if name not in saved:
+                    del now[name]
+        now.update(saved)
     return changed
 
 
@@ -170,7 +181,7 @@ def _plan_answer(plan: Callable[[dict], Any], facts: dict, what: str) -> dict:
     answer = plan(given)
     changed = _changed_model(before)
     if changed:
-        raise CheckFailed(f"{what}: your plan changed the cost model itself ({changed[0]});"
+        raise CheckFailed(f"{what}: your plan changed the cost model or this check ({changed[0]});"
                           " a plan builds models and asks them, it does not rewrite them.")
     if given != facts:
         key = next((k for k in sorted(set(facts) | set(given), key=str)
@@ -181,9 +192,14 @@ def _plan_answer(plan: Callable[[dict], Any], facts: dict, what: str) -> dict:
     if not isinstance(answer, dict) or not {"inputs", "design", "reason"} <= set(answer):
         raise CheckFailed(f"{what}: your plan should return a dict with 'inputs', 'design'"
                           f" and 'reason', but it returned {_short(answer)}.")
+    answer = dict(answer)                # what it says now: judged once, never re-read
     if not isinstance(answer["inputs"], dict):
         raise CheckFailed(f"{what}: answer['inputs'] should be a dict of the model's inputs"
                           f" (e.g. {{'users': ...}}), not {_short(answer['inputs'])}.")
+    inputs = dict(answer["inputs"])
+    if not all(isinstance(k, str) for k in inputs):
+        raise CheckFailed(f"{what}: the keys of answer['inputs'] should be input names.")
+    answer["inputs"] = {str.__str__(k): v for k, v in inputs.items()}
     return answer
 
 
@@ -195,7 +211,10 @@ def _number(value: Any) -> float | None:
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    plain = float.__float__(value) if isinstance(value, float) else float(int.__int__(value))
+    try:
+        plain = float.__float__(value) if isinstance(value, float) else float(int.__int__(value))
+    except OverflowError:                # an int too large for a float
+        return None
     return plain if math.isfinite(plain) else None
 
 
