@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# JupyterLab reads overrides.json from its environment's settings folder (not $HOME).
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 PORT   ?= 8888
 # Jupyter refuses to run as root unless told; containers and CI often are root.
@@ -13,7 +15,7 @@ ROOT_OK := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup lab test unit notebooks release grade benchmark doctor outputs clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(LAB_SETTINGS)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s); set PYTHON=/path/to/python3.11" % sys.version.split()[0])'
@@ -22,8 +24,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# No news prompt or update check at start; Markdown opens rendered (.jupyter/README.md).
+$(LAB_SETTINGS): .jupyter/overrides.json $(STAMP)
+	@mkdir -p $(dir $@)
+	cp .jupyter/overrides.json $@
+
 # The whole course is the root (so chapters can link to exercises); chapter 00 opens first.
-lab: $(STAMP)
+lab: $(STAMP) $(LAB_SETTINGS)
 	$(BIN)/jupyter lab $(ROOT_OK) --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) \
 	    --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/chapters/00_two_ways_to_serve.ipynb \
 	    $(LAB_ARGS)

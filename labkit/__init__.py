@@ -29,7 +29,7 @@ import sys as _sys
 
 from .balancing import policies
 from .balancing.cluster import Cluster
-from .checks import check, hint
+from .checks import check, hint, trying
 from .choosing import CostModel
 from .errors import LabkitError
 from .observe.load import Fault, LoadReport, load_test
@@ -61,6 +61,7 @@ __all__ = [
     "replication",
     "serve",
     "tokens",
+    "trying",
 ]
 
 __version__ = "0.1.0"

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import psutil
@@ -99,6 +100,47 @@ def test_post_to_a_dead_server_is_redispatched_only_before_it_was_sent():
                                 json={"username": "user1", "password": "pw-user1"}).status_code
                     for _ in range(4)}
         assert statuses == {200}
+
+
+@pytest.mark.parametrize("post_may_retry", [False, True])
+def test_a_post_cut_mid_request_gets_502_because_of_disable_l7_retry(tmp_path, monkeypatch,
+                                                                        post_may_retry):
+    """Chapter 06b's 502 comes from the config line, not from HAProxy looking at methods.
+
+    The control (POST added to the line's list) is retried on the other server: HAProxy's
+    ``retry-on empty-response`` itself replays any method.
+    """
+    if post_may_retry:
+        monkeypatch.setattr(haproxy, "IDEMPOTENT", haproxy.IDEMPOTENT + ("POST",))
+    started = tmp_path / "started"
+
+    def slow_app():
+        from flask import Flask
+        app = Flask("slow")
+
+        @app.route("/work", methods=["GET", "POST"])
+        def work():
+            started.touch()          # the request has reached this server
+            time.sleep(1.0)
+            return {"done": True}
+        return app
+
+    with lk.Cluster(slow_app, size=2, balancer="hash", engine="haproxy",
+                    name="hx-midway") as cluster:
+        ada = {"X-Client-Id": "ada"}
+        first = requests.get(cluster.url + "/work", headers=ada, timeout=10).headers["X-Served-By"]
+        started.unlink()
+        answer = {}
+        sender = threading.Thread(target=lambda: answer.update(r=requests.post(
+            cluster.url + "/work", headers=ada, timeout=30)))
+        sender.start()
+        wait_for(started.exists, "the POST to start on its server")
+        cluster.kill(first)
+        sender.join(30)
+        if post_may_retry:
+            assert answer["r"].status_code == 200 and answer["r"].headers["X-Served-By"] != first
+        else:
+            assert answer["r"].status_code == 502
 
 
 def test_shared_redis_store_loses_no_session():
@@ -213,9 +255,12 @@ def test_the_nginx_config_really_runs_and_sticks(tmp_path):
             landed = set()
             for name in USERS[:6]:
                 client = requests.Session()
+                stranger = client.get(url + "/me", timeout=10)  # a 401 still sets the pin
+                assert stranger.status_code == 401 and "LKROUTE" in client.cookies
                 login = client.post(url + "/login", json={"username": name,
                                                           "password": f"pw-{name}"}, timeout=10)
                 assert login.status_code == 200
+                assert login.headers["X-Served-By"] == stranger.headers["X-Served-By"]
                 me = [client.get(url + "/me", timeout=10) for _ in range(3)]
                 assert all(r.status_code == 200 for r in me)  # the session is where it lands
                 assert {r.headers["X-Served-By"] for r in me} == {login.headers["X-Served-By"]}

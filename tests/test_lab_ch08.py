@@ -4,7 +4,7 @@ Runs ``make lab``, opens a copy of chapter 08 with its outputs cleared, runs eve
 cell, then types a new number of users into the first slider and waits for the
 cost plots under the sliders to be redrawn (a different picture). Screenshots go to
 ``artefacts/`` (git-ignored); ``LABKIT_README_SHOT=1`` also writes the README's
-``docs/img/ch08_widgets.png``.
+``chapters/img/ch08_widgets.png``.
 
 Needs Debian's Chromium at /usr/bin/chromium; skipped without it, failed under CI.
 """
@@ -12,18 +12,22 @@ Needs Debian's Chromium at /usr/bin/chromium; skipped without it, failed under C
 from __future__ import annotations
 
 import os
-import pathlib
-import secrets
 import shutil
-import signal
-import subprocess
 import time
-import urllib.request
 
 import nbformat
 import pytest
+from lab_browser import (
+    CHROMIUM,
+    FLAGS,
+    ROOT,
+    lab_server,
+    open_notebook,
+    require_chromium,
+    run_all,
+)
 
-from test_lab_ui import CHROMIUM, FLAGS, ROOT, _free_port, _wait_for_group_exit
+require_chromium()
 
 ARTEFACTS = ROOT / "artefacts"
 
@@ -31,43 +35,14 @@ ARTEFACTS = ROOT / "artefacts"
 @pytest.fixture
 def lab_ch08():
     """``make lab`` on a free port, serving the repo, with a fresh copy of chapter 08."""
-    folder = ROOT / "build" / f"lab-ch08-{secrets.token_hex(4)}"   # build/ is git-ignored
-    folder.mkdir(parents=True)
-    notebook = nbformat.read(ROOT / "chapters/08_choosing.ipynb", as_version=4)
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    nbformat.write(notebook, folder / "choosing.ipynb")
-    # The copy lives one folder deeper than chapters/; its links are not followed here.
-    port, token = _free_port(), secrets.token_hex(16)
-    process = subprocess.Popen(
-        ["make", "--no-print-directory", "lab", f"PORT={port}",
-         f"LAB_ARGS=--no-browser --IdentityProvider.token={token} --LabApp.news_url="
-         " --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"
-         f" --LabApp.workspaces_dir={folder / 'workspaces'}"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("make lab did not serve JupyterLab within 90 s")
-                time.sleep(0.2)
+    with lab_server("ch08") as (base, token, folder):
+        notebook = nbformat.read(ROOT / "chapters/08_choosing.ipynb", as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        # The copy lives one folder deeper than chapters/; its links are not followed here.
+        nbformat.write(notebook, folder / "choosing.ipynb")
         yield base, token, folder
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)     # make, jupyter lab and its kernels
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-        _wait_for_group_exit(process.pid)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _plot_source(page) -> str:
@@ -86,24 +61,13 @@ def test_moving_a_slider_redraws_the_cost_plots(lab_ch08):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(f"{base}/lab/tree/{lab_dir.relative_to(ROOT).as_posix()}/choosing.ipynb"
-                      f"?token={token}")
-            page.locator(".lm-TabBar-tab.lm-mod-current", has_text="choosing.ipynb").first.wait_for(
-                timeout=90_000)
             # JupyterLab's "get notified about news?" toast would cover the picture.
-            page.add_style_tag(content=".Toastify { display: none !important; }")
-            panel = page.locator(".jp-NotebookPanel:visible")
-            panel.first.wait_for(timeout=90_000)
-            select = page.locator(".jp-Dialog button.jp-mod-accept")
-            try:  # JupyterLab may ask which kernel to use first
-                select.wait_for(timeout=10_000)
-                select.click()
-            except Exception:
-                pass
-            panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'],"
-                          " .jp-Toolbar-kernelStatus").first.wait_for(timeout=60_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            page.add_init_script("document.addEventListener('DOMContentLoaded', () => {"
+                                 " const s = document.createElement('style');"
+                                 " s.textContent = '.Toastify { display: none !important; }';"
+                                 " document.head.appendChild(s); });")
+            open_notebook(page, base, token, lab_dir / "choosing.ipynb")
+            run_all(page)
 
             before = _plot_source(page)
             sliders = page.locator(".widget-vbox .widget-slider")
@@ -130,7 +94,7 @@ def test_moving_a_slider_redraws_the_cost_plots(lab_ch08):
             assert "200" in readout.inner_text()
             page.locator(".widget-vbox").first.screenshot(path=str(ARTEFACTS / "ch08_widgets.png"))
             if os.environ.get("LABKIT_README_SHOT"):
-                shutil.copy(ARTEFACTS / "ch08_widgets.png", ROOT / "docs/img/ch08_widgets.png")
+                shutil.copy(ARTEFACTS / "ch08_widgets.png", ROOT / "chapters/img/ch08_widgets.png")
             assert page.get_by_text("Traceback").count() == 0
         finally:
             browser.close()

@@ -12,8 +12,17 @@ import pathlib
 
 import nbformat
 import pytest
+from lab_browser import (
+    CHROMIUM,
+    FLAGS,
+    ROOT,
+    lab_server,
+    open_notebook,
+    require_chromium,
+    run_all,
+)
 
-from test_lab_ui import CHROMIUM, FLAGS, ROOT, lab  # noqa: F401  (lab is a fixture)
+require_chromium()
 
 ARTIFACTS = ROOT / "build" / "artifacts"
 
@@ -28,7 +37,13 @@ def _panel_notebook(folder: pathlib.Path) -> str:
     return "panel.ipynb"
 
 
-def test_the_panel_kills_and_revives_a_server_under_load(lab):  # noqa: F811
+@pytest.fixture
+def lab():
+    with lab_server("panel") as running:
+        yield running
+
+
+def test_the_panel_kills_and_revives_a_server_under_load(lab):
     from playwright.sync_api import sync_playwright
 
     base, token, folder = lab
@@ -38,20 +53,8 @@ def test_the_panel_kills_and_revives_a_server_under_load(lab):  # noqa: F811
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            page.goto(f"{base}/lab/tree/{folder.relative_to(ROOT).as_posix()}/{name}"
-                      f"?token={token}")
-            notebook = page.locator(".jp-NotebookPanel:visible")
-            notebook.first.wait_for(timeout=90_000)
-            accept = page.locator(".jp-Dialog button.jp-mod-accept")
-            try:  # JupyterLab may ask which kernel to use first
-                accept.wait_for(timeout=10_000)
-                accept.click()
-            except Exception:
-                pass
-            notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'],"
-                             " .jp-Toolbar-kernelStatus").first.wait_for(timeout=60_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            open_notebook(page, base, token, folder / name)
+            run_all(page)
 
             kill_s2 = page.get_by_role("button", name="kill s2")
             kill_s2.wait_for(timeout=120_000)

@@ -10,105 +10,34 @@ the test is skipped on a developer's machine, and fails under CI.
 
 from __future__ import annotations
 
-import os
 import pathlib
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
 import time
-import urllib.request
 
 import nbformat
 import pytest
+from lab_browser import CHROMIUM, FLAGS, ROOT, lab_server, require_chromium
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-
-if not os.path.exists(CHROMIUM):
-    if os.environ.get("CI"):
-        pytest.fail("CI needs Debian's chromium at /usr/bin/chromium (see .ci/run)",
-                    pytrace=False)
-    pytest.skip("no /usr/bin/chromium here (apt-get install chromium)",
-                allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+require_chromium()
 
 
 @pytest.fixture
 def lab():
-    """``make lab`` itself, on a free port with a known token, serving the repo."""
-    folder = ROOT / "build" / f"lab-test-{secrets.token_hex(4)}"  # build/ is git-ignored
-    folder.mkdir(parents=True)
-    notebook = nbformat.read(ROOT / "chapters/00_two_ways_to_serve.ipynb", as_version=4)
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    nbformat.write(notebook, folder / "tour.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
-    process = subprocess.Popen(
-        ["make", "--no-print-directory", "lab", f"PORT={port}",
-         f"LAB_ARGS=--no-browser --IdentityProvider.token={token} --LabApp.news_url="
-         " --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"
-         # a fresh workspace, so tabs saved by earlier runs cannot change what opens
-         f" --LabApp.workspaces_dir={folder / 'workspaces'}"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("make lab did not serve JupyterLab within 90 s")
-                time.sleep(0.2)
+    """``make lab`` itself, with an output-less copy of chapter 00 to run."""
+    with lab_server("ui") as (base, token, folder):
+        notebook = nbformat.read(ROOT / "chapters/00_two_ways_to_serve.ipynb", as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        nbformat.write(notebook, folder / "tour.ipynb")
         yield base, token, folder
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)  # make and the server it started
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-        _wait_for_group_exit(process.pid)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
-def _wait_for_group_exit(group: int, timeout: float = 20) -> None:
-    """Wait until every process of ``group`` (jupyter lab, its kernels) is gone."""
-    import psutil
-
+def _wait_for_saved_outputs(page, folder: pathlib.Path, timeout: float = 90
+                            ) -> nbformat.NotebookNode:
+    """Save (again and again) until the file holds the last code cell's output."""
     deadline = time.monotonic() + timeout
     while True:
-        alive = []
-        for p in psutil.process_iter():
-            try:
-                if os.getpgid(p.pid) == group and p.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(p)
-            except (OSError, psutil.Error):
-                pass
-        if not alive:
-            return
-        if time.monotonic() > deadline:
-            for p in alive:
-                p.kill()
-            return
-        time.sleep(0.1)
-
-
-def _wait_for_saved_outputs(folder: pathlib.Path, timeout: float = 60) -> nbformat.NotebookNode:
-    deadline = time.monotonic() + timeout
-    while True:
+        page.keyboard.press("Control+s")
         try:
             notebook = nbformat.read(folder / "tour.ipynb", as_version=4)
             last = [c for c in notebook.cells if c.cell_type == "code"][-1]
@@ -118,7 +47,7 @@ def _wait_for_saved_outputs(folder: pathlib.Path, timeout: float = 60) -> nbform
             pass  # caught mid-write
         if time.monotonic() > deadline:
             raise AssertionError("JupyterLab did not save the executed notebook")
-        time.sleep(0.2)
+        time.sleep(0.5)
 
 
 def test_chapter_00_runs_in_jupyterlab_in_a_browser(lab):
@@ -152,8 +81,7 @@ def test_chapter_00_runs_in_jupyterlab_in_a_browser(lab):
                 timeout=180_000)
             # JupyterLab only renders the cells on screen, so read what ran from the
             # saved file rather than from the page.
-            page.keyboard.press("Control+s")
-            saved = _wait_for_saved_outputs(lab_dir)
+            saved = _wait_for_saved_outputs(page, lab_dir)
             kinds = [o.output_type for c in saved.cells if c.cell_type == "code" for o in c.outputs]
             images = [o for c in saved.cells if c.cell_type == "code" for o in c.outputs
                       if "image/png" in o.get("data", {})]

@@ -120,3 +120,35 @@ def test_outputs_show_no_ports_or_temporary_paths(path):
             text = output.get("text", "") + output.get("data", {}).get("text/plain", "")
             assert not re.search(r"127\.0\.0\.1:\d+", text), f"a port in: {text[:80]}"
             assert "/tmp/" not in text
+
+
+INDEX_LINK = "](../README.md#chapters)"
+
+
+@pytest.mark.parametrize("path", ALL, ids=_ids(ALL))
+def test_the_course_index_is_one_click_away(path):
+    """The title cell links to the README's chapter table (a learner's "where am I?")."""
+    title = _read(path).cells[0].source
+    assert "[Course index" + INDEX_LINK in title, (
+        "add '[Course index](../README.md#chapters)' under the title")
+
+
+def test_the_course_index_anchor_exists_and_lists_every_chapter():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert re.search(r"^#+ Chapters$", readme, re.M), "the #chapters anchor is a heading"
+    table = readme.split("Chapters\n", 1)[1].strip().split("\n\n", 1)[0]
+    for chapter in CHAPTERS:
+        row = next((line for line in table.splitlines()
+                    if f"chapters/{chapter.name}" in line), None)
+        assert row is not None, f"{chapter.name} is missing from the chapter table"
+        assert re.search(r"\|\s*\d+ min\s*\|", row), f"{chapter.name} has no time"
+
+
+def test_the_readme_pictures_exist():
+    """The README shows what learners see; tests/test_lab_first_hour.py takes them."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", readme)
+    assert {"chapters/img/topology.png", "chapters/img/load_test_fault.png",
+            "chapters/img/check_verdict.png"} <= set(pictures)
+    for picture in pictures:
+        assert (ROOT / picture).stat().st_size > 1000, f"{picture} is missing or empty"

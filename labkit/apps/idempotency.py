@@ -3,9 +3,11 @@
 The client invents one key per *intended* action and sends it, in an
 ``Idempotency-Key`` header, with every copy of the request. The server remembers the
 answer it gave for the key and gives that answer again to a copy, without acting
-twice. The rules below follow the IETF draft "The Idempotency-Key HTTP Header Field"
-(draft-ietf-httpapi-idempotency-key-header), and each one closes a hole that a
-simpler version leaves open:
+twice. Each rule below closes a hole that a simpler version leaves open. Rules 3 and
+4 are the IETF draft's ("The Idempotency-Key HTTP Header Field",
+draft-ietf-httpapi-idempotency-key-header: 422 and 409); rule 1 is its security
+advice (a lookup key combined with who the client is); rules 2 and 5 are this kit's
+choice, where the draft would replay the first result "success or an error":
 
 1. **After authentication, scoped to the user.** The key is looked up only once the
    caller is known, and under ``(user, key)``. Otherwise anyone who learns Alice's key

@@ -3,11 +3,12 @@
 A cluster on one laptop has one balancer, N servers and maybe a store. These
 functions write that topology in the formats a team would deploy it with. They are
 shown in the chapter and checked by tests that parse them; they are not run here
-(the course has one machine), except the nginx file, which ``nginx -t`` accepts.
+(the course has one machine), except the nginx file, which ``nginx -t`` accepts
+and tests/test_engine_haproxy.py runs. For a ``cluster``::
 
-    >>> print(nginx_config(cluster))        # open-source nginx, with its limits
-    >>> print(compose_file(cluster))        # docker compose up
-    >>> print(kubernetes_manifests(cluster))  # kubectl apply -f -
+    print(nginx_config(cluster))          # open-source nginx, with its limits
+    print(compose_file(cluster))          # docker compose up
+    print(kubernetes_manifests(cluster))  # kubectl apply -f -
 
 What changes at more than one machine is named in the comments of each file:
 servers find each other by DNS names instead of ports, health checks become
@@ -62,9 +63,10 @@ def nginx_config(cluster: Any, *, port: int = 8080) -> str:
     lines = [
         f"# nginx (open source) in front of {len(cluster.servers)} servers: {what}.",
         "# Limits compared with HAProxy: health checks are passive only (a server is",
-        "# skipped after max_fails errors for fail_timeout); a request is retried on the",
-        "# next server for errors and timeouts, and never for POST unless",
-        "# `proxy_next_upstream ... non_idempotent` says so.",
+        "# skipped after max_fails errors for fail_timeout). A request is passed to the",
+        "# next server on an error or timeout; a POST, LOCK or PATCH only if it had not",
+        "# been sent yet (the connection failed), unless `proxy_next_upstream ...",
+        "# non_idempotent` allows it. proxy_next_upstream_tries 2 counts the first try.",
     ]
     if policy == "sticky":
         lines += [
@@ -107,8 +109,10 @@ def nginx_config(cluster: Any, *, port: int = 8080) -> str:
         "            proxy_next_upstream_tries 2;",
     ]
     if policy == "sticky":
+        # `always`: without it nginx adds the header only to 2xx and 3xx answers, and a
+        # client whose first answer is a 401 would be routed at random again.
         lines.append(f"            add_header Set-Cookie \"{ROUTE_COOKIE}=$lk_route; Path=/;"
-                     " HttpOnly; SameSite=Lax\";")
+                     " HttpOnly; SameSite=Lax\" always;")
     lines += ["        }", "    }", "}"]
     return "\n".join(lines) + "\n"
 
@@ -146,8 +150,10 @@ def compose_file(cluster: Any, *, store: bool = False) -> str:
         services["redis"] = {"image": "redis:7", "command": "redis-server --appendonly yes "
                              "--appendfsync everysec"}
     header = ("# docker compose up: the cluster at one host, each server its own container.\n"
-              "# haproxy.cfg is cluster.haproxy_config(), with the servers addressed by their\n"
-              f"# service names ({', '.join(_servers(cluster))}:{APP_PORT}) instead of ports.\n")
+              "# haproxy.cfg is cluster.haproxy_config(), with `bind :8080` and the servers\n"
+              f"# addressed by their service names ({', '.join(_servers(cluster))}:{APP_PORT}).\n"
+              "# `restart` revives a server whose process exits; the healthcheck only marks\n"
+              "# it unhealthy (HAProxy's own checks decide where requests go).\n")
     return header + yaml.dump({"services": services}, Dumper=_Dumper, sort_keys=False)
 
 
@@ -155,9 +161,15 @@ def kubernetes_manifests(cluster: Any, *, store: bool = False) -> str:
     """Kubernetes manifests: a Deployment, a Service, an Ingress, Redis if ``store``.
 
     The N servers become N replicas of one Deployment. Stickiness is the ingress
-    controller's job (ingress-nginx: ``affinity: cookie``); the other policies map to
-    its ``load-balance`` setting. Pods get no names like ``s1``: a dead pod is
-    replaced by a new one with a new name and an empty memory.
+    controller's job (ingress-nginx: ``affinity: cookie``); ``hash`` maps to its
+    ``upstream-hash-by``, the other policies to its ``load-balance`` annotation.
+    ingress-nginx has no least-connections: ``ewma`` (peak EWMA: the faster of two
+    random endpoints by a decaying average of response times) is its closest. The
+    community ingress-nginx controller was retired in March 2026 (no more releases
+    or security fixes); on a new cluster a Gateway API implementation takes its
+    place, with other names for the same ideas. Pods get no names like ``s1``: a
+    dead pod is replaced by a new one with a new name and an empty memory. A failing
+    readiness probe takes a pod out of the Service; it does not restart it.
     """
     policy = policy_name(cluster.policy)
     size = len(cluster.servers)

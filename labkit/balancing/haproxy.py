@@ -14,11 +14,15 @@ kit policy             HAProxy
 =====================  ====================================================
 
 What the kit's balancer does by hand, HAProxy does with configuration: health checks
-mark a killed server down (``check inter 100ms fall 1``); a request whose
-connection is refused is sent again to another server (``retries`` with
-``option redispatch``), which is safe for any method because the server never saw
-it; a request that reached a server which then died is retried only when its
-method is idempotent (``retry-on`` with ``disable-l7-retry`` for the others).
+mark a killed server down (``check inter 100ms fall 1``), and from then on a sticky
+cookie that names it is ignored (HAProxy's default; ``option persist`` would insist);
+a request whose connection is refused is sent again to another server (``retries``
+with ``option redispatch``), which is safe for any method because the server never
+saw it; a request that reached a server which then died is retried only when its
+method is idempotent. That last rule is the config's, not HAProxy's: ``retry-on
+empty-response`` replays any method, so ``disable-l7-retry`` switches it off for the
+others (tests/test_engine_haproxy.py checks both ways). Such layer-7 retries need the
+request buffered: one larger than ``tune.bufsize`` (16 kB by default) is never retried.
 ``cluster.haproxy_config()`` returns the exact text that runs.
 
 A learner's own policy object cannot run inside HAProxy (it is Python; HAProxy is

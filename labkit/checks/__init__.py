@@ -15,6 +15,8 @@ How it fits together:
   a :class:`CheckResult`, display it;
 * :mod:`.result` -- the result, rendered as text, HTML and the JSON record
   (MIME type ``application/vnd.labkit.check+json``) that ``labkit grade`` reads;
+* :mod:`.trying` -- ``lk.trying(question_id)``, for a "try it by hand" cell that
+  meets a stub: one line instead of a traceback, so *Run All* reaches every check;
 * :mod:`.probe` -- small helpers that question authors use to drive the learner's
   code over real HTTP.
 """
@@ -25,6 +27,7 @@ from .context import CheckContext, context
 from .registry import CheckFailed, Question, all_questions, get_question, question, questions_for
 from .result import MIME_TYPE, CheckResult
 from .run import check, hint
+from .trying import trying
 
 __all__ = [
     "MIME_TYPE",
@@ -39,4 +42,5 @@ __all__ = [
     "hint",
     "question",
     "questions_for",
+    "trying",
 ]

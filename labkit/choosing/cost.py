@@ -110,7 +110,8 @@ class CostModel:
     store_crashes_per_month: float = 0.1       # the shared store losing its memory
     relogin_cost_usd: float = 0.002            # what one forced re-login costs you
     # -- serverless
-    function_memory_gb: float = 0.125          # 128 MB functions
+    function_memory_gb: float = 0.125          # 128 MB functions (the model assumes they run a
+    #   request as fast as a server; Lambda's CPU grows with memory, 1 vCPU at 1,769 MB)
     # -- prices in USD (dated defaults: see PRICE_SOURCES)
     price_server_hour: float = 0.04048
     price_memory_gb_hour: float = 0.004445

@@ -536,7 +536,8 @@ def idempotent_post(make_shop: Callable[..., Any]) -> str:
         answer = shop.created(first, tea, "The first POST with a key that a refused (401)"
                               " request had used")
         if orders.count() != 1:
-            raise CheckFailed(f"One accepted POST placed {orders.count()} orders.")
+            raise CheckFailed(f"One accepted POST should place one order, but it placed"
+                              f" {orders.count()}.")
 
         # Retries replay the stored answer, on either server.
         for attempt in range(1, 4):
@@ -797,7 +798,8 @@ def deny_list(DenyList: Callable[[], Any]) -> str:
         if jti not in jtis and deny.is_revoked(jti, now):
             raise CheckFailed(f"is_revoked was True for {story}: match jtis exactly.")
     if len(deny) != len(jtis):
-        raise CheckFailed(f"{len(jtis)} tokens revoked, none expired: len() should say so.")
+        raise CheckFailed(f"After {len(jtis)} tokens were revoked (none expired yet), len() should"
+                          f" be {len(jtis)}, not {len(deny)}.")
     if not deny.is_revoked(jtis[0], exps[0] - 1):  # the first to expire, a second early
         raise CheckFailed("A revoked token one second before its exp was no longer revoked:"
                           " it must stay revoked until its exp.")
@@ -842,7 +844,7 @@ def deny_list(DenyList: Callable[[], Any]) -> str:
                               f" token_revoked), but GET /me answered {probe.describe(r)}.")
         probe.expect_status(me(laptop), 200, "The laptop's token (not logged out) on GET /me")
         if len(deny) != 1:
-            raise CheckFailed("One token revoked: len(deny) should be 1.")
+            raise CheckFailed(f"After one token was revoked, len(deny) should be 1, not {len(deny)}.")
         clock.advance(601 + LEEWAY)  # both tokens have now expired
         probe.expect_status(me(login()), 200, "A fresh login's token on GET /me")
         if len(deny) != 0:

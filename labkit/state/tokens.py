@@ -157,8 +157,9 @@ def issue(user: str, key: Any, *, algorithm: str = "HS256", ttl: float = 900,
           **claims: Any) -> str:
     """Sign a token saying "this is ``user``" for ``ttl`` seconds from ``now``.
 
-    Times are whole Unix seconds (JWT "NumericDate"); ``jti`` is a random id that
-    names this one token, so that it alone can be revoked.
+    Times are whole Unix seconds (a JWT "NumericDate" may carry fractions; whole
+    seconds are what libraries write); ``jti`` is a random id that names this one
+    token, so that it alone can be revoked.
 
     >>> token = issue("alice", new_key(), ttl=60)
     >>> token.count(".")
