@@ -293,8 +293,7 @@ def _reason_holds(table: Any, budget: float, design: str, reason: str) -> bool:
     return (fits and cheaper_miss) or (nothing_fits and fastest)
 
 
-def _judge_choice(answer: dict, truth: tuple, theirs: CostModel, full: CostModel,
-                  what: str) -> str:
+def _judge_choice(answer: dict, truth: tuple, theirs: CostModel, what: str) -> str:
     """The design and reason against the model of the facts (worked out beforehand)."""
     design, reason = _text(answer["design"]), _text(answer["reason"])
     if design not in DESIGNS:
@@ -310,13 +309,6 @@ def _judge_choice(answer: dict, truth: tuple, theirs: CostModel, full: CostModel
     if theirs.choose().design == design:
         judges.append((theirs.table(), theirs.latency_budget_ms))
     if not judges:
-        if full.choose().design == design:
-            extra = sorted(k for k in answer["inputs"] if k not in theirs.inputs()
-                           or full.inputs()[k] != theirs.inputs()[k])
-            raise CheckFailed(
-                f"{what}: {design} is what your extra inputs ({', '.join(extra)}) make the"
-                " model pick, not what the model picks for these facts: set only what the"
-                " facts say, and leave the rest at the model's defaults.")
         raise CheckFailed(
             f"{what}: {design} is not what the model picks for these facts. Build"
             " lk.CostModel(**inputs) and compare every design's total and added latency"
@@ -377,15 +369,13 @@ def _run_plan(plan: Callable, facts_list: list[dict], expected_of: Callable[[dic
         truth = (truth_model.choose(), truth_model.table(), truth_model.latency_budget_ms)
         answer = _plan_answer(plan, facts, what)
         mine = _judge_inputs(answer["inputs"], expected, why, what)
-        full = _model(answer["inputs"], what)    # every input must be one the model takes
-        # Judge with the facts' inputs only: extra inputs may not sway the verdict.
-        theirs = CostModel(**{k: (int(v) if k in _WHOLE else v) for k, v in mine.items()})
-        _judge_choice(answer, truth, theirs, full, what)
+        _model(answer["inputs"], what)    # every input must be one the model takes
+        # Judge with the facts' inputs only (any others were checked to be defaults).
+        theirs = CostModel(**mine)
+        _judge_choice(answer, truth, theirs, what)
         answers.append(answer)
     return answers
 
-
-_WHOLE = {"replication", "workers", "min_servers"}
 
 
 # -- the questions ------------------------------------------------------------------
