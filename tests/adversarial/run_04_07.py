@@ -1,6 +1,6 @@
 """Run every case of answers_04_07.py through the real checks, with two seeds.
 
-    .venv/bin/python adversarial/run_04_07.py [QID ...] [--jobs N] [--seeds 1,2]
+    .venv/bin/python tests/adversarial/run_04_07.py [QID ...] [--jobs N] [--seeds 1,2]
 
 One child process per question (so a hung or leaking case cannot take the others
 down); inside it each case runs in a thread with a 60 s deadline. Prints, per question,

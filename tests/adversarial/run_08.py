@@ -1,6 +1,6 @@
 """Run every case of answers_08.py through the real checks, with three seeds.
 
-    .venv/bin/python adversarial/run_08.py [QID ...] [--seeds 1,2,3] [-v]
+    .venv/bin/python tests/adversarial/run_08.py [QID ...] [--seeds 1,2,3] [-v]
 
 Each case runs in a thread with a deadline. Some wrong answers monkeypatch the cost
 model or the check (a learner can), so the model's classes and both modules are restored after every case
