@@ -11,7 +11,7 @@ from flask import Flask
 import labkit as lk
 from labkit import errors
 
-from apps import make_counter
+from sample_apps import make_counter
 
 
 @pytest.fixture(params=["thread", "process"])

@@ -17,7 +17,7 @@ from exercise_kit import (assert_case, assert_released_stubs_fail, reference, ta
                           wrong)
 from labkit.policies import Sticky
 
-SOLUTION = Path(__file__).parent.parent / "solutions" / "03_stateful_cluster_exercises.ipynb"
+SOLUTION = Path(__file__).resolve().parents[2] / "solutions" / "03_stateful_cluster_exercises.ipynb"
 REF = reference(SOLUTION)
 MySticky = REF["MySticky"]
 

@@ -12,7 +12,7 @@ import re
 import nbformat
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 # A chapter may come in parts (05a, 05b, ...); the two digits are its number.
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]*_*.ipynb"))
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
@@ -145,7 +145,7 @@ def test_the_course_index_anchor_exists_and_lists_every_chapter():
 
 
 def test_the_readme_pictures_exist():
-    """The README shows what learners see; tests/test_lab_first_hour.py takes them."""
+    """The README shows what learners see; tests/course/test_lab_first_hour.py takes them."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     pictures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", readme)
     assert {"chapters/img/topology.png", "chapters/img/load_test_fault.png",

@@ -13,7 +13,7 @@
   a check verdict) are taken from the page. With ``LABKIT_SCREENSHOTS=1`` they are
   written to ``chapters/img/`` (commit them); otherwise to ``build/artifacts/``.
 
-Needs Debian's Chromium at /usr/bin/chromium (see tests/test_lab_ui.py).
+Needs Debian's Chromium at /usr/bin/chromium (see tests/course/test_lab_ui.py).
 """
 
 from __future__ import annotations

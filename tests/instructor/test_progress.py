@@ -14,7 +14,7 @@ from labkit.checks.result import MIME_TYPE, CheckResult
 from labkit.instructor.progress import FAILED, NOT_RUN, PASSED, format_progress, progress
 from labkit.errors import LabkitError
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()

@@ -19,7 +19,7 @@ from flask import Flask, jsonify, make_response, request
 from exercise_kit import (assert_case, assert_released_stubs_fail, reference, table, valid,
                           wrong)
 
-SOLUTION = Path(__file__).parent.parent / "solutions" / "02_session_security_exercises.ipynb"
+SOLUTION = Path(__file__).resolve().parents[2] / "solutions" / "02_session_security_exercises.ipynb"
 REF = reference(SOLUTION)
 
 

@@ -12,7 +12,7 @@ from flask import Flask, jsonify, request
 import labkit as lk
 from labkit.observe.load import LoadReport, Sample
 
-from apps import make_counter
+from sample_apps import make_counter
 
 
 def make_login_app() -> Flask:

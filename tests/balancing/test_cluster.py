@@ -12,7 +12,7 @@ import labkit as lk
 from labkit import errors
 from labkit.balancing.policies import Backend, ConsistentHash, RequestInfo
 
-from apps import make_counter, make_slow
+from sample_apps import make_counter, make_slow
 
 
 def served_by(url, n, **kw):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pathlib
 import tomllib
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _pip_list_of_environment_yml() -> list[str]:

@@ -277,7 +277,7 @@ def test_engine_benchmark_prints_its_figures():
     import pathlib
     import sys
 
-    root = pathlib.Path(__file__).resolve().parent.parent
+    root = pathlib.Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, str(root / "benchmarks/engine.py"), "--repeats",
                              "1", "--quick"], capture_output=True, text=True, timeout=600,
                             cwd=root)

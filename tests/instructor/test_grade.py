@@ -22,7 +22,7 @@ from labkit.instructor import grading
 from labkit.checks import seal
 from labkit.checks.result import MIME_TYPE
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 NAME = "00_two_ways_to_serve_exercises.ipynb"
 SOLUTION = ROOT / "solutions" / NAME
 EXERCISE = ROOT / "exercises" / NAME

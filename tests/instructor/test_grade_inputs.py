@@ -26,7 +26,7 @@ from labkit.instructor import grading
 from labkit.instructor.cli import main
 from labkit.errors import GradeError
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 NAME = "00_two_ways_to_serve_exercises.ipynb"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 

@@ -11,7 +11,7 @@ import pytest
 import labkit as lk
 from exercise_kit import assert_case, assert_released_stubs_fail, reference, run, table, valid, wrong
 
-SOLUTION = Path(__file__).parent.parent / "solutions" / "08_choosing_exercises.ipynb"
+SOLUTION = Path(__file__).resolve().parents[2] / "solutions" / "08_choosing_exercises.ipynb"
 REF = reference(SOLUTION)
 CHAT, CART, API = REF["plan_chat"], REF["plan_cart"], REF["plan_api"]
 
@@ -233,7 +233,7 @@ def test_a_failure_shows_its_seed_and_a_fixed_seed_repeats():
 def _load_adversarial():
     import importlib.util
 
-    path = Path(__file__).parent.parent / "adversarial" / "answers_08.py"
+    path = Path(__file__).parent / "adversarial" / "answers_08.py"
     spec = importlib.util.spec_from_file_location("answers_08", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

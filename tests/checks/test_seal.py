@@ -14,7 +14,7 @@ from labkit.instructor.grading import collect_results
 
 from exercise_kit import reference
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 KEY = bytes(range(32))
 RECORD = {"id": "03.sticky_policy", "passed": True, "points": 3, "max_points": 3,
           "message": "Well done."}

@@ -17,9 +17,9 @@ from labkit.apps import clients
 from labkit.errors import LabkitWarning, LoopbackAddressError
 from labkit.serving import server as server_module
 
-from apps import make_counter
+from sample_apps import make_counter
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _MacLoopbackSocket(socket.socket):

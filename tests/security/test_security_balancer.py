@@ -35,7 +35,7 @@ from labkit.balancing import balancer as balancer_module
 from labkit.serving import _serving
 from labkit.serving._serving import QuietHandler
 
-from apps import make_counter
+from sample_apps import make_counter
 
 
 # -- helpers ------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 
 from labkit.instructor.release import render_exercise, solution_notebooks
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SOLUTIONS = solution_notebooks(ROOT / "solutions")
 
 

@@ -19,7 +19,7 @@ from exercise_kit import (assert_case, assert_released_stubs_fail, reference, ta
                           wrong)
 from labkit.apps import social
 
-SOLUTION = Path(__file__).parent.parent / "solutions" / "01_stateful_sessions_exercises.ipynb"
+SOLUTION = Path(__file__).resolve().parents[2] / "solutions" / "01_stateful_sessions_exercises.ipynb"
 REF = reference(SOLUTION)
 Store = REF["SessionStore"]
 
