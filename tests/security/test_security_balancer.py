@@ -401,8 +401,9 @@ def test_connection_caps(cluster, monkeypatch):
     cluster.balancer.max_connections = 3
     idle = [socket.create_connection(("127.0.0.1", cluster.balancer.port)) for _ in range(3)]
     try:
-        deadline = time.monotonic() + 5
-        while cluster.balancer.connections() < 3 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30  # a loaded machine accepts slowly
+        while cluster.balancer.connections() < 3:
+            assert time.monotonic() < deadline, "the balancer never saw the 3 connections"
             time.sleep(0.01)
         status, _, body = one(cluster.balancer.port, head(method="GET", target="/echo"))
         assert (status, reason(body)) == (503, "too_many_connections")
@@ -418,8 +419,9 @@ def test_connection_caps(cluster, monkeypatch):
     port = cluster.servers[0].port
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
     try:
-        deadline = time.monotonic() + 5
-        while len(cluster.servers[0]._http._conns) < 2 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30  # a loaded machine accepts slowly
+        while len(cluster.servers[0]._http._conns) < 2:
+            assert time.monotonic() < deadline, "the server never saw the 2 connections"
             time.sleep(0.01)
         status, _, body = one(port, head(method="GET", target="/echo"))
         assert (status, reason(body)) == (503, "too_many_connections")
