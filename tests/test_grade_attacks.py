@@ -256,7 +256,10 @@ def test_an_attack_earns_nothing_it_did_not_earn(graded, name):
     grade = graded[name]
     honest = ATTACKS[name][2]
     assert grade.score <= honest, (grade.score, grade.checks, grade.notes)
-    if name not in ("always_equal",):  # the grader saw something: the row says so
+    # The grader saw something, and the row says so; except where there was nothing
+    # to see: no key in the closure (the attack found nothing), and an answer that
+    # equals everything (the check compares types now: it simply fails).
+    if name not in ("always_equal", "closure_key"):
         assert grade.notes, (grade.checks, grade.notes)
 
 

@@ -111,6 +111,16 @@ def _sealer(key: bytes, run: str, trusted: types.CodeType, expected: dict[str, o
             if isinstance(payload, str) and payload not in taints:
                 taints.append(payload)
             continue
+        tampered = list(taints)
+        for qid, (question, func, points) in questions.items():
+            if question.func is not func or question.points != points or question.id != qid:
+                tampered.append(f"question {qid}")
+        tampered.extend(changes(before))
+        if kind == "summary":  # the truth about this run so far: anyone may ask
+            seq += 1
+            reply = sign({"id": "_summary", "summary": True, "attempts": dict(attempts),
+                          "tampered": sorted(set(tampered))}, key=key, run=run, seq=seq)
+            continue
         if kind != "seal" or type(payload) is not dict:
             continue
         caller = sys._getframe(1)
@@ -118,13 +128,8 @@ def _sealer(key: bytes, run: str, trusted: types.CodeType, expected: dict[str, o
             taints.append("a seal asked for outside lk.check")
             continue
         found = caller.f_locals
-        tampered = list(taints)
         if any(found.get(name) is not value for name, value in expected.items()):
             tampered.append("the sealed runner's closure")
-        for qid, (question, func, points) in questions.items():
-            if question.func is not func or question.points != points or question.id != qid:
-                tampered.append(f"question {qid}")
-        tampered.extend(changes(before))
         qid = payload.get("id")
         if type(qid) is not str:
             continue

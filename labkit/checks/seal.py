@@ -47,6 +47,8 @@ KEY_FILE_VARIABLE = "LABKIT_GRADE_SEAL"  # path of the file holding {"key", "run
 
 # The sealed runner of this kernel, set once by arm(); None outside grading.
 _SEALED_RUN: Callable[..., tuple[Any, dict]] | None = None
+# The guard's closing summary (attempts per question, tampering), or None.
+_SUMMARY: Callable[[], dict | None] | None = None
 
 
 def canonical(record: dict) -> bytes:
@@ -96,7 +98,7 @@ def arm(key: bytes, run: str, *, guard: bool = False) -> None:
     cannot be removed watches for attempts to reach it; never arm a guard in a
     process that must go on (a test run, a learner's Jupyter).
     """
-    global _SEALED_RUN
+    global _SEALED_RUN, _SUMMARY
     from .registry import all_questions
     from .result import CheckResult
     from .run import run_question
@@ -131,6 +133,7 @@ def arm(key: bytes, run: str, *, guard: bool = False) -> None:
     if guard:
         from . import guard as guarding
 
+        _SUMMARY = lambda: signer.send(("summary", None))  # noqa: E731 (before the snapshot)
         signer = guarding.install(key, run, sealed_run=sealed_run, questions=questions,
                                   sign=sign)
     else:
@@ -160,6 +163,17 @@ def arm_from_environment(*, guard: bool = False) -> bool:
             pass
     arm(bytes.fromhex(data["key"]), str(data["run"]), guard=guard)
     return True
+
+
+def show_summary() -> None:
+    """Display the guard's sealed summary of this run (the grader's last cell)."""
+    from IPython.display import display
+
+    from .result import MIME_TYPE
+
+    if _SUMMARY is not None:
+        display({MIME_TYPE: _SUMMARY(), "text/plain": "(labkit grade: end of run)"},
+                raw=True)
 
 
 def sealed_runner() -> Callable[..., tuple[Any, dict]] | None:

@@ -287,7 +287,8 @@ def _records(notebook: nbformat.NotebookNode) -> Iterable[object]:
 
 
 def collect_results(notebook: nbformat.NotebookNode, *, key: bytes | None = None,
-                    run: str | None = None, problems: list[str] | None = None
+                    run: str | None = None, problems: list[str] | None = None,
+                    require_summary: bool = False
                     ) -> tuple[dict[str, CheckResult], list[str]]:
     """The check records of ``notebook`` by question id, and the ids of rejected ones.
 
@@ -302,7 +303,16 @@ def collect_results(notebook: nbformat.NotebookNode, *, key: bytes | None = None
     results: dict[str, tuple[int, CheckResult, dict]] = {}
     attempts: dict[str, set[int]] = {}
     rejected: list[str] = []
+    summary: dict | None = None
+    last_seq = 0
     for position, record in enumerate(_records(notebook)):
+        if isinstance(record, dict) and record.get("summary") is True:
+            if key is not None and verify(record, key=key, run=run or ""):
+                summary = record
+            continue
+        if key is not None and isinstance(record, dict) and isinstance(
+                record.get("seq"), int) and verify(record, key=key, run=run or ""):
+            last_seq = max(last_seq, record["seq"])
         result = CheckResult.from_json(record)
         if key is not None and not verify(record, key=key, run=run or ""):
             name = result.id if result is not None else (
@@ -316,10 +326,27 @@ def collect_results(notebook: nbformat.NotebookNode, *, key: bytes | None = None
             attempts.setdefault(result.id, set()).add(record["attempt"])
         if result.id not in results or order > results[result.id][0]:
             results[result.id] = (order, result, record)
+    closing_missing = require_summary and (summary is None or summary["seq"] <= last_seq)
+    if require_summary and problems is not None:
+        if closing_missing:
+            problems.append("the grader's closing record is missing or not the last one"
+                            " (was display patched?): no check counts")
+        elif summary and summary.get("tampered"):
+            what = ", ".join(map(str, summary["tampered"]))[:300]
+            problems.append(f"the kit was changed or probed during the run ({what})")
+    ran = summary.get("attempts", {}) if summary and not closing_missing else {}
     found: dict[str, CheckResult] = {}
     for qid, (_, result, record) in results.items():
         tampered = record.get("tampered") if key is not None else None
         shown = attempts.get(qid, set())
+        total = max(shown, default=0)
+        if isinstance(ran.get(qid), int):  # later attempts hidden count as missing too
+            total = max(total, ran[qid])
+        if closing_missing:
+            result = CheckResult(qid, False, 0, result.max_points,
+                                 "not counted: the grader's closing record is missing")
+            found[qid] = result
+            continue
         if tampered:
             what = ", ".join(map(str, tampered))[:300]
             result = CheckResult(qid, False, 0, result.max_points,
@@ -328,8 +355,8 @@ def collect_results(notebook: nbformat.NotebookNode, *, key: bytes | None = None
             if problems is not None:
                 problems.append(f"{qid}: the kit was changed or probed before its check"
                                 f" ({what})")
-        elif shown and len(shown) < max(shown):
-            hidden = max(shown) - len(shown)
+        elif shown and len(shown) < total:
+            hidden = total - len(shown)
             result = CheckResult(qid, False, 0, result.max_points,
                                  f"not counted: {hidden} earlier check(s) of {qid} ran but"
                                  " their records are not in the notebook (captured or"
@@ -455,7 +482,7 @@ def grade_notebook(submission: Submission | str | Path, *,
     else:
         problems: list[str] = []
         found, rejected = collect_results(outcome.executed, key=key, run=run,
-                                          problems=problems)
+                                          problems=problems, require_summary=True)
         grade = score(submission.label, expected, found, rejected=rejected)
         grade.notes.extend(problems)
     grade.notes.extend(outcome.notes)

@@ -188,6 +188,11 @@ def new_key() -> tuple[bytes, str]:
 
 # -- the runner: everything below runs inside the child process ----------------------
 
+# Run after the notebook's last cell: the guard's sealed summary (attempts per
+# question, tampering seen), which the grader requires as the run's last record.
+CLOSING_CELL = ("import sys as _labkit_sys\n"
+                "_labkit_sys.modules['labkit.checks.seal'].show_summary()")
+
 class _Stopped(Exception):
     """The grader asked the runner to stop (SIGTERM): the notebook ran too long."""
 
@@ -298,6 +303,7 @@ def _runner(control: Path, work: Path, cell_timeout: float, max_output: int) -> 
     _become_subreaper()
     error: str | None = None
     notebook = nbformat.read(control / "submission.ipynb", as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(CLOSING_CELL))
     client = _client_class()(
         notebook, km=_kernel_manager(), timeout=cell_timeout, allow_errors=True,
         shutdown_kernel="graceful", resources={"metadata": {"path": str(work)}})
