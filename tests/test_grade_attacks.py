@@ -5,6 +5,27 @@ Each attack is a copy of chapter 00's exercise (stubs: honestly 0/4) or solution
 module in real kernels. Names avoid the words the grader's static scan looks for
 (``seal``, ``__closure__``...), as a learner who read the grader would, so these
 tests exercise the runtime guard (:mod:`labkit.checks.guard`), not the scan.
+
+Scores measured on the kit before the guard (commit 35e289e) -> with it, of 4:
+
+=====================  ===========  =====  ===================================
+attack                 honest       before  now
+=====================  ===========  =====  ===================================
+closure_key            0            4      0 (no key in any closure)
+gc_key                 0            4      0 (gc.get_objects refused, noted)
+ask_sealer             0            -      0 (caller is not the runner, noted)
+patch_run_question     0            4      0 (__code__ swap refused, noted)
+patch_questions        0            4      0 (question swap detected)
+patch_cell             0            4*     0 (closure cell swap detected)
+patch_hidden           2            4      2 (run.CheckContext change detected)
+patch_helper           2            4*     2 (q00._run_restart change detected)
+lucky_retries          2            4      2 (hidden attempts detected)
+always_equal           2            4      2 (q00 compares types now)
+settrace               4            4      0 (sys.settrace refused, noted)
+symlinks, kill_others  0            file overwritten, process killed -> neither
+=====================  ===========  =====  ===================================
+
+(* the same attack adapted to the old closure layout.)
 """
 
 from __future__ import annotations
@@ -84,9 +105,8 @@ display({MIME: signed}, raw=True)
 '''
 # Replace the code of the check runner that the sealed runner captured.
 PATCH_RUN_QUESTION = KIT + '''\
-Result = kit("checks.result").CheckResult
-def always(question, answers, *, seed=None, hidden=False):
-    return Result(question.id, True, question.points, question.points, "ok")
+def always(question, answers, *, seed=None, hidden=False):  # runs with run.py's globals
+    return CheckResult(question.id, True, question.points, question.points, "ok")
 kit("checks.run").run_question.__code__ = always.__code__
 '''
 # Swap the check function inside the captured Question objects.

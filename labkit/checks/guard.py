@@ -89,11 +89,32 @@ def snapshot() -> dict[str, object]:
 
 
 def changes(before: dict[str, object]) -> list[str]:
-    """The names in ``before`` that now hold another object (or are gone)."""
+    """The names in ``before`` that now hold another object (or are gone).
+
+    A library may rebind its own names once (urllib3 picks ``wait_for_socket`` on
+    first use): outside the kit, a function replaced by another function of the same
+    module is not a change.
+    """
     now = snapshot()
     missing = object()
-    return sorted(name for name, value in before.items()
-                  if now.get(name, missing) is not value)
+    changed = []
+    for name, value in before.items():
+        new = now.get(name, missing)
+        if new is value:
+            continue
+        if not name.startswith("labkit") and _same_library_function(value, new):
+            continue
+        changed.append(name)
+    return sorted(changed)
+
+
+def _same_library_function(old: object, new: object) -> bool:
+    kinds = (types.FunctionType, types.BuiltinFunctionType)
+    if type(old) not in kinds or type(new) not in kinds:
+        return False
+    module = getattr(old, "__module__", None)
+    return bool(module) and module == getattr(new, "__module__", None) \
+        and module.split(".")[0] in _WATCHED_PACKAGES
 
 
 def _sealer(key: bytes, run: str, trusted: types.CodeType, expected: dict[str, object],
