@@ -52,8 +52,12 @@ KERNEL_START_ATTEMPTS = 3  # a kernel that dies before the first cell is started
 NO_CHECK = "no check ran for this question"
 _CHECK_CALL = re.compile(r"""\bcheck\(\s*(?:question_id\s*=\s*)?['"](\d{2})\.[a-z][a-z0-9_]*['"]""")
 # Code that reaches into the kit's internals could forge a sealed record (see seal.py).
+# A renamed lookup evades this scan; the guard (labkit.checks.guard) watches at run time.
 _INTERNALS = re.compile(r"labkit\.(?:checks|questions|grad\w*)|\blk\.checks\b|vnd\.labkit"
-                        r"|LABKIT_GRADE|\b_?seal\b|__closure__|_REGISTRY|_SEALED")
+                        r"|LABKIT_GRADE|\b_?seal\b|__closure__|_REGISTRY|_SEALED"
+                        r"|\bgc\.get_\w+|_getframe|_current_frames|settrace|setprofile"
+                        r"|\bctypes\b|cell_contents|__code__|\b(?:f_back|f_locals|gi_frame"
+                        r"|tb_frame)\b|/proc/")
 
 
 @dataclass
