@@ -47,6 +47,8 @@ KEY_FILE_VARIABLE = "LABKIT_GRADE_SEAL"  # path of the file holding {"key", "run
 
 # The sealed runner of this kernel, set once by arm(); None outside grading.
 _SEALED_RUN: Callable[..., tuple[Any, dict]] | None = None
+# The guard's closing summary (attempts per question, tampering), or None.
+_SUMMARY: Callable[[], dict | None] | None = None
 
 
 def canonical(record: dict) -> bytes:
@@ -86,44 +88,61 @@ def combined_message(visible: Any, hidden: Any | None) -> str:
     return f"visible: pass, hidden: fail: {hidden.message}"
 
 
-def arm(key: bytes, run: str) -> None:
+def arm(key: bytes, run: str, *, guard: bool = False) -> None:
     """Seal every later ``lk.check`` of this process with ``key`` (grading only).
 
     The questions and the check runner are captured now, before any learner code
     runs, so replacing them later (``registry._REGISTRY[...] = ...``) does not change
-    what is sealed.
+    what is sealed. With ``guard`` (the grading kernel) the key goes into
+    :mod:`labkit.checks.guard`'s sealer instead of a closure, and an audit hook that
+    cannot be removed watches for attempts to reach it; never arm a guard in a
+    process that must go on (a test run, a learner's Jupyter).
     """
-    global _SEALED_RUN
+    global _SEALED_RUN, _SUMMARY
     from .registry import all_questions
     from .result import CheckResult
     from .run import run_question
 
-    questions = {question.id: question for question in all_questions()}
-    counter = itertools.count(1)
+    questions = {q.id: (q, q.func, q.points) for q in all_questions()}
+    signer: Any = None  # guard: the sealer generator that holds the key
+    local_sign: Callable[[dict], dict] | None = None  # no guard: a closure holds it
+    combined = combined_message
 
     def sealed_run(question_id: str, answers: tuple, seed: int | None
-                   ) -> tuple[CheckResult, dict]:
-        question = questions[question_id]
+                   ) -> tuple[CheckResult, dict | None]:
+        question, func, points = questions[question_id]
         visible = run_question(question, answers, seed=seed)
         hidden = None
         if visible.passed:  # the hidden probes only matter for an answer that passed
             hidden = run_question(question, answers, seed=secrets.randbelow(1_000_000),
                                   hidden=True)
         passed = hidden is not None and hidden.passed
-        result = CheckResult(question.id, passed, question.points if passed else 0,
-                             question.points, combined_message(visible, hidden))
+        result = CheckResult(question_id, passed, points if passed else 0, points,
+                             combined(visible, hidden))
         record = {
             **result.to_json(),
             "visible": {"passed": visible.passed, "message": visible.message},
             "hidden": None if hidden is None else {"passed": hidden.passed,
                                                    "message": hidden.message},
         }
-        return result, sign(record, key=key, run=run, seq=next(counter))
+        if signer is not None:
+            return result, signer.send(("seal", record))
+        return result, local_sign(record)
 
-    _SEALED_RUN = sealed_run
+    _SEALED_RUN = sealed_run  # before the guard's snapshot of the kit
+    if guard:
+        from . import guard as guarding
+
+        _SUMMARY = lambda: signer.send(("summary", None))  # noqa: E731 (before the snapshot)
+        signer = guarding.install(key, run, sealed_run=sealed_run, questions=questions,
+                                  sign=sign)
+    else:
+        counter = itertools.count(1)
+        local_sign = lambda record: sign(record, key=key, run=run,  # noqa: E731
+                                         seq=next(counter))
 
 
-def arm_from_environment() -> bool:
+def arm_from_environment(*, guard: bool = False) -> bool:
     """Arm from the key file named by ``LABKIT_GRADE_SEAL``; delete file and variable.
 
     Called by the grading kernel before it runs any cell. Returns whether a key was
@@ -142,8 +161,19 @@ def arm_from_environment() -> bool:
             os.unlink(path)
         except OSError:
             pass
-    arm(bytes.fromhex(data["key"]), str(data["run"]))
+    arm(bytes.fromhex(data["key"]), str(data["run"]), guard=guard)
     return True
+
+
+def show_summary() -> None:
+    """Display the guard's sealed summary of this run (the grader's last cell)."""
+    from IPython.display import display
+
+    from .result import MIME_TYPE
+
+    if _SUMMARY is not None:
+        display({MIME_TYPE: _SUMMARY(), "text/plain": "(labkit grade: end of run)"},
+                raw=True)
 
 
 def sealed_runner() -> Callable[..., tuple[Any, dict]] | None:

@@ -27,6 +27,7 @@ gets a row with an ``error`` and 0 points; the grader carries on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import stat
@@ -51,8 +52,12 @@ KERNEL_START_ATTEMPTS = 3  # a kernel that dies before the first cell is started
 NO_CHECK = "no check ran for this question"
 _CHECK_CALL = re.compile(r"""\bcheck\(\s*(?:question_id\s*=\s*)?['"](\d{2})\.[a-z][a-z0-9_]*['"]""")
 # Code that reaches into the kit's internals could forge a sealed record (see seal.py).
+# A renamed lookup evades this scan; the guard (labkit.checks.guard) watches at run time.
 _INTERNALS = re.compile(r"labkit\.(?:checks|questions|grad\w*)|\blk\.checks\b|vnd\.labkit"
-                        r"|LABKIT_GRADE|\b_?seal\b|__closure__|_REGISTRY|_SEALED")
+                        r"|LABKIT_GRADE|\b_?seal\b|__closure__|_REGISTRY|_SEALED"
+                        r"|\bgc\.get_\w+|_getframe|_current_frames|settrace|setprofile"
+                        r"|\bctypes\b|cell_contents|__code__|\b(?:f_back|f_locals|gi_frame"
+                        r"|tb_frame)\b|/proc/")
 
 
 @dataclass
@@ -286,16 +291,32 @@ def _records(notebook: nbformat.NotebookNode) -> Iterable[object]:
 
 
 def collect_results(notebook: nbformat.NotebookNode, *, key: bytes | None = None,
-                    run: str | None = None) -> tuple[dict[str, CheckResult], list[str]]:
+                    run: str | None = None, problems: list[str] | None = None,
+                    require_summary: bool = False
+                    ) -> tuple[dict[str, CheckResult], list[str]]:
     """The check records of ``notebook`` by question id, and the ids of rejected ones.
 
     With a ``key``, only records sealed with it during ``run`` count, and the one with
-    the highest sequence number wins; every other record is rejected. Without a key
-    (a learner's own view of their progress) every record counts, the last one wins.
+    the highest sequence number wins; every other record is rejected. A sealed record
+    that says the kit was tampered with (see :mod:`labkit.checks.guard`), or a
+    question with sealed attempts missing from the notebook (an output captured or
+    cleared, e.g. to retry a check until it passes and show only the pass), counts
+    as a failure, and ``problems`` gets a note about it. Without a key (a learner's
+    own view of their progress) every record counts, the last one wins.
     """
-    results: dict[str, tuple[int, CheckResult]] = {}
+    results: dict[str, tuple[int, CheckResult, dict]] = {}
+    attempts: dict[str, set[int]] = {}
     rejected: list[str] = []
+    summary: dict | None = None
+    last_seq = 0
     for position, record in enumerate(_records(notebook)):
+        if isinstance(record, dict) and record.get("summary") is True:
+            if key is not None and verify(record, key=key, run=run or ""):
+                summary = record
+            continue
+        if key is not None and isinstance(record, dict) and isinstance(
+                record.get("seq"), int) and verify(record, key=key, run=run or ""):
+            last_seq = max(last_seq, record["seq"])
         result = CheckResult.from_json(record)
         if key is not None and not verify(record, key=key, run=run or ""):
             name = result.id if result is not None else (
@@ -305,9 +326,49 @@ def collect_results(notebook: nbformat.NotebookNode, *, key: bytes | None = None
         if result is None:
             continue
         order = record["seq"] if key is not None else position
+        if key is not None and isinstance(record.get("attempt"), int):
+            attempts.setdefault(result.id, set()).add(record["attempt"])
         if result.id not in results or order > results[result.id][0]:
-            results[result.id] = (order, result)
-    return {qid: result for qid, (_, result) in results.items()}, rejected
+            results[result.id] = (order, result, record)
+    closing_missing = require_summary and (summary is None or summary["seq"] <= last_seq)
+    if require_summary and problems is not None:
+        if closing_missing:
+            problems.append("the grader's closing record is missing or not the last one"
+                            " (was display patched?): no check counts")
+        elif summary and summary.get("tampered"):
+            what = ", ".join(map(str, summary["tampered"]))[:300]
+            problems.append(f"the kit was changed or probed during the run ({what})")
+    ran = summary.get("attempts", {}) if summary and not closing_missing else {}
+    found: dict[str, CheckResult] = {}
+    for qid, (_, result, record) in results.items():
+        tampered = record.get("tampered") if key is not None else None
+        shown = attempts.get(qid, set())
+        total = max(shown, default=0)
+        if isinstance(ran.get(qid), int):  # later attempts hidden count as missing too
+            total = max(total, ran[qid])
+        if closing_missing:
+            result = CheckResult(qid, False, 0, result.max_points,
+                                 "not counted: the grader's closing record is missing")
+            found[qid] = result
+            continue
+        if tampered:
+            what = ", ".join(map(str, tampered))[:300]
+            result = CheckResult(qid, False, 0, result.max_points,
+                                 f"not counted: the kit was changed or probed before this"
+                                 f" check ({what})")
+            if problems is not None:
+                problems.append(f"{qid}: the kit was changed or probed before its check"
+                                f" ({what})")
+        elif shown and len(shown) < total:
+            hidden = total - len(shown)
+            result = CheckResult(qid, False, 0, result.max_points,
+                                 f"not counted: {hidden} earlier check(s) of {qid} ran but"
+                                 " their records are not in the notebook (captured or"
+                                 " cleared output)")
+            if problems is not None:
+                problems.append(f"{qid}: {hidden} check record(s) hidden from the notebook")
+        found[qid] = result
+    return found, rejected
 
 
 def score(label: str, expected: list[Question], found: dict[str, CheckResult],
@@ -340,6 +401,37 @@ def score(label: str, expected: list[Question], found: dict[str, CheckResult],
     notes = [f"forged or copied record for {qid}" for qid in sorted(rejected)]
     return NotebookGrade(label, sum(row.points for row in rows),
                          sum(q.points for q in expected), rows, error, notes=notes)
+
+
+_KIT_ROOT = Path(__file__).resolve().parents[1]  # the labkit/ that kernels import
+
+
+def kit_digest(root: Path = _KIT_ROOT) -> str:
+    """A digest of every file of the kit on disk, compiled caches included.
+
+    A notebook runs with the grader's rights and could rewrite the kit (say,
+    ``labkit/checks/seal.py``) so that the kernels of notebooks graded after it, its
+    author's other submissions among them, seal whatever they like. The grader
+    compares this digest before and after each notebook and stops trusting the run
+    when it changes.
+    """
+    import compileall
+
+    # Compile the kit first: a kernel that writes a missing cache is not an attack.
+    compileall.compile_dir(str(root), quiet=2, workers=1)
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        try:
+            if path.is_file():
+                digest.update(str(path.relative_to(root)).encode("utf-8", "replace"))
+                digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"unreadable")
+    return digest.hexdigest()
+
+
+KIT_CHANGED = ("the kit's own files changed on disk while this notebook ran: nothing"
+               " graded from now on can be trusted (grade from a read-only copy of the kit)")
 
 
 def _expected(chapter: str | None) -> list[Question]:
@@ -381,6 +473,7 @@ def grade_notebook(submission: Submission | str | Path, *,
     if not expected:
         return finish(NotebookGrade(submission.label, 0, 0, [],
                                     f"chapter {detected} has no graded questions"), detected)
+    kit_before = kit_digest()
     for _attempt in range(KERNEL_START_ATTEMPTS):
         key, run = new_key()  # a fresh key for every run, retries included
         outcome = run_notebook(data, key=key, run=run, timeout=timeout,
@@ -391,9 +484,15 @@ def grade_notebook(submission: Submission | str | Path, *,
         grade = score(submission.label, expected, {},
                       stable_text(outcome.error or "the notebook did not run"))
     else:
-        found, rejected = collect_results(outcome.executed, key=key, run=run)
+        problems: list[str] = []
+        found, rejected = collect_results(outcome.executed, key=key, run=run,
+                                          problems=problems, require_summary=True)
         grade = score(submission.label, expected, found, rejected=rejected)
+        grade.notes.extend(problems)
     grade.notes.extend(outcome.notes)
+    if kit_digest() != kit_before:  # with --jobs 2 it may be the notebook beside this one
+        grade = score(submission.label, expected, {}, KIT_CHANGED)
+        grade.notes.append(KIT_CHANGED)
     used = sorted({hit for cell in notebook.cells if cell.cell_type == "code"
                    for hit in _INTERNALS.findall(cell.source)})
     if used:

@@ -35,8 +35,27 @@ def question_ids(grades: list[NotebookGrade]) -> list[str]:
     return sorted({row.id for grade in grades for row in grade.checks})
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _plain(text: object) -> str:
+    """``text`` for a terminal: control characters (newlines, ANSI escapes, bidi
+    overrides) from a file name or message become ``?``, so one row stays one line."""
+    return _CONTROL.sub("?", str(text))
+
+
 def _short(text: str, width: int = 72) -> str:
+    text = _plain(text)
     return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _cell(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: a learner-controlled string that
+    starts like a formula (``=``, ``+``, ``-``, ``@``, tab, CR) gets a leading ``'``
+    (OWASP's advice against CSV injection). Numbers stay numbers."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def _columns(header: list[str], lines: list[list[str]]) -> str:
@@ -53,7 +72,7 @@ def format_table(grades: list[NotebookGrade]) -> str:
     lines = []
     for grade in grades:
         points = {row.id: f"{row.points}/{row.max_points}" for row in grade.checks}
-        lines.append([grade.notebook, f"{grade.score}/{grade.max_score}",
+        lines.append([_plain(grade.notebook), f"{grade.score}/{grade.max_score}",
                       *(points.get(qid, "-") for qid in ids), _short(grade.error or "")])
     return _columns(["notebook", "score", *ids, "error"], lines)
 
@@ -75,10 +94,12 @@ def format_summary(grades: list[NotebookGrade]) -> str:
         out.append(_columns(["question", "graded", "mean", "of", "passed"], lines))
     if errors:
         out.append("rows with errors:")
-        out.extend(f"  {grade.notebook}: {_short(grade.error or '', 100)}" for grade in errors)
+        out.extend(f"  {_plain(grade.notebook)}: {_short(grade.error or '', 100)}"
+                   for grade in errors)
     if noted:
         out.append("notes:")
-        out.extend(f"  {grade.notebook}: {note}" for grade in noted for note in grade.notes)
+        out.extend(f"  {_plain(grade.notebook)}: {_plain(note)}" for grade in noted
+                   for note in grade.notes)
     return "\n".join(out)
 
 
@@ -95,9 +116,10 @@ def to_csv(grades: list[NotebookGrade]) -> str:
                      "notes"])
     for grade in grades:
         points = {row.id: row.points for row in grade.checks}
-        writer.writerow([grade.learner, grade.notebook, grade.chapter or "",
+        writer.writerow([_cell(grade.learner), _cell(grade.notebook), grade.chapter or "",
                          *(points.get(qid, "") for qid in ids), grade.score,
-                         grade.max_score, grade.error or "", "; ".join(grade.notes)])
+                         grade.max_score, _cell(grade.error or ""),
+                         _cell("; ".join(grade.notes))])
     return buffer.getvalue()
 
 

@@ -1,13 +1,15 @@
 """Run one submitted notebook in a child process, with limits, and leave nothing behind.
 
 ``run_notebook`` is the only entry point the grader uses. Per submission it makes
-three private folders (``tempfile.mkdtemp``, mode 0700):
+four private folders (``tempfile.mkdtemp``, mode 0700):
 
 * ``work``: the kernel's working folder, empty. A notebook may do what it likes
   there (even delete it); the grader needs nothing from it;
 * ``control``: the copy of the submission, the executed notebook, ``status.json``,
   the kernel's PID and the runner's log. The kernel is never told where it is;
-* ``seal``: the grading key file, which the kernel deletes before the first cell.
+* ``seal``: the grading key file, which the kernel deletes before the first cell;
+* ``config``: empty IPython and Jupyter configuration folders, so no startup file
+  that an earlier notebook left in ``~/.ipython`` runs in this kernel.
 
 The runner is a child process (``python -m labkit.instructor.runner``) that runs the
 notebook with nbclient in a kernel of *this* Python (:mod:`labkit.instructor.kernel`).
@@ -57,7 +59,7 @@ def run_notebook(data: bytes, *, key: bytes, run: str, timeout: float,
                  cell_timeout: float, max_output: int = MAX_OUTPUT_BYTES) -> RunOutcome:
     """Execute the notebook ``data`` with grading key ``key`` and run id ``run``."""
     folders = {name: Path(tempfile.mkdtemp(prefix=f"labkit-grade-{name}-"))
-               for name in ("work", "control", "seal")}
+               for name in ("work", "control", "seal", "config")}
     try:
         control = folders["control"]
         (control / "submission.ipynb").write_bytes(data)
@@ -65,7 +67,8 @@ def run_notebook(data: bytes, *, key: bytes, run: str, timeout: float,
         descriptor = os.open(seal_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             json.dump({"key": key.hex(), "run": run}, handle)
-        return _supervise(control, folders["work"], seal_file, timeout=timeout,
+        return _supervise(control, folders["work"], seal_file, folders["config"],
+                          timeout=timeout,
                           cell_timeout=cell_timeout, max_output=max_output)
     finally:
         for folder in folders.values():
@@ -79,7 +82,7 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _supervise(control: Path, work: Path, seal_file: Path, *, timeout: float,
+def _supervise(control: Path, work: Path, seal_file: Path, config: Path, *, timeout: float,
                cell_timeout: float, max_output: int) -> RunOutcome:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
@@ -87,6 +90,10 @@ def _supervise(control: Path, work: Path, seal_file: Path, *, timeout: float,
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     env.setdefault("JUPYTER_PLATFORM_DIRS", "1")
     env["MPLBACKEND"] = "agg"
+    # Empty IPython and Jupyter config folders of its own: a notebook graded earlier
+    # could have left a startup file in ~/.ipython that runs in every later kernel.
+    env["IPYTHONDIR"] = str(config / "ipython")
+    env["JUPYTER_CONFIG_DIR"] = str(config / "jupyter")
     env[_SEAL_VARIABLE] = str(seal_file)
     with open(control / "runner.log", "wb") as log:
         process = subprocess.Popen(
@@ -108,17 +115,20 @@ def _supervise(control: Path, work: Path, seal_file: Path, *, timeout: float,
             if process.poll() is None:
                 _kill_group(process.pid)
             process.wait()
-            pid_file = control / "kernel.pid"
-            if (timed_out or process.returncode != 0) and pid_file.exists():
-                text = pid_file.read_text().strip()
-                if text.isdigit():
-                    _kill_group(int(text))
+            if timed_out or process.returncode != 0:
+                # The kernel may outlive a runner that was killed (the notebook can
+                # signal it). Find it, and whatever it started, by this run's key file
+                # path in their environment, not by a PID file the notebook can rewrite.
+                for pid in _processes_of_this_run(seal_file):
+                    _kill(pid)
     if timed_out:
         return RunOutcome(None, f"timed out after {timeout:g} s (a cell kept running: an"
                                 " endless loop, or waiting for something that never"
                                 " comes?)")
     status_file = control / "status.json"
-    if not status_file.exists():
+    # Only a runner that finished wrote status.json; if it was killed (the notebook
+    # can signal it), a status.json there may be the notebook's own.
+    if process.returncode != 0 or not status_file.is_file():
         lines = (control / "runner.log").read_text(errors="replace").strip().splitlines()
         return RunOutcome(None, "the notebook runner failed:"
                                 f" {lines[-1][:200] if lines else 'no output'}")
@@ -137,12 +147,51 @@ def _supervise(control: Path, work: Path, seal_file: Path, *, timeout: float,
     return RunOutcome(executed, status.get("error"), notes)
 
 
+def _processes_of_this_run(seal_file: Path) -> list[int]:
+    """The processes started with this run's environment (its key file's path)."""
+    marker = f"{_SEAL_VARIABLE}={seal_file}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                if marker in handle.read(1024 * 1024).split(b"\0"):
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``path`` through a new file and a rename: a symlink or FIFO that the
+    notebook planted under that name is replaced, never followed."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                         0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+
+
 def new_key() -> tuple[bytes, str]:
     """A fresh grading key and run id for one notebook run."""
     return secrets.token_bytes(32), secrets.token_hex(8)
 
 
 # -- the runner: everything below runs inside the child process ----------------------
+
+# Run after the notebook's last cell: the guard's sealed summary (attempts per
+# question, tampering seen), which the grader requires as the run's last record.
+CLOSING_CELL = ("import sys as _labkit_sys\n"
+                "_labkit_sys.modules['labkit.checks.seal'].show_summary()")
 
 class _Stopped(Exception):
     """The grader asked the runner to stop (SIGTERM): the notebook ran too long."""
@@ -254,6 +303,7 @@ def _runner(control: Path, work: Path, cell_timeout: float, max_output: int) -> 
     _become_subreaper()
     error: str | None = None
     notebook = nbformat.read(control / "submission.ipynb", as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(CLOSING_CELL))
     client = _client_class()(
         notebook, km=_kernel_manager(), timeout=cell_timeout, allow_errors=True,
         shutdown_kernel="graceful", resources={"metadata": {"path": str(work)}})
@@ -262,7 +312,7 @@ def _runner(control: Path, work: Path, cell_timeout: float, max_output: int) -> 
 
     def started(notebook: object) -> None:
         kernel_pid.append(client.km.provisioner.pid)
-        (control / "kernel.pid").write_text(str(kernel_pid[0]))
+        _write_atomically(control / "kernel.pid", str(kernel_pid[0]))
 
     cells_started: list[int] = []
     client.on_notebook_start = started
@@ -282,8 +332,8 @@ def _runner(control: Path, work: Path, cell_timeout: float, max_output: int) -> 
         error = (f"the notebook printed more than {max_output // (1024 * 1024)} MB of"
                  " output; it was stopped there")
     leftovers = _reap_everything(kernel_pid[0] if kernel_pid else None)
-    nbformat.write(notebook, control / "executed.ipynb")
-    (control / "status.json").write_text(json.dumps({
+    _write_atomically(control / "executed.ipynb", nbformat.writes(notebook))
+    _write_atomically(control / "status.json", json.dumps({
         "error": error, "leftovers": leftovers,
         "kernel_failed_to_start": error is not None and not cells_started}))
     return 0
