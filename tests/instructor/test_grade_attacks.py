@@ -41,7 +41,7 @@ from nbformat.v4 import new_code_cell
 
 from labkit.instructor import grading, reports
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 NAME = "00_two_ways_to_serve_exercises.ipynb"
 SOLUTION = ROOT / "solutions" / NAME
 EXERCISE = ROOT / "exercises" / NAME
