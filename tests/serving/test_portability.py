@@ -66,7 +66,7 @@ def test_each_interpreter_gets_its_own_environment():
                               capture_output=True, check=True).stdout
 
     version = "%d.%d" % sys.version_info[:2]
-    chosen = plan(f"PYTHON={sys.executable}")
+    chosen = plan("-B", f"PYTHON={sys.executable}")  # -B: the plan even if it is built
     assert f"-m venv --clear .venv-{version}\n" in chosen
     assert f".venv-{version}/.installed-{version}." in chosen
     # Plain `make` keeps .venv, but its stamp names the interpreter's version, so a
