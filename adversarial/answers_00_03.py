@@ -980,7 +980,8 @@ case("01.chat_context", "no_type_check_int_message", "hostile-input", False)(
     lambda: (chat_app(type_check=False),))
 case("01.chat_context", "rejects_empty_string", "hostile-input", False)(
     lambda: (chat_app(reject_empty=True),))
-case("01.chat_context", "global_dict_across_apps", "visible-only", False)(
+# The chat text does not ask for one history dict per app: allowed.
+case("01.chat_context", "global_dict_across_apps_allowed", "", True)(
     lambda: (chat_app(shared=_SHARED_CHAT),))
 case("01.chat_context", "history_capped_at_5", "logic", False)(
     lambda: (chat_app(cap=5),))
@@ -1303,7 +1304,8 @@ case(H, "user_agent_only", "logic", False)(lambda: (hj(lambda e: e["user_agent"]
 case(H, "more_than_two_clients", "logic", False)(lambda: (hj(None, threshold=2),))
 case(H, "includes_none_session", "hostile-input", False)(lambda: (hj(None, skip_none=False),))
 case(H, "returns_list", "substance", False)(lambda: (hj(None, as_list=True),))
-case(H, "ignores_failed_requests", "logic", False)(lambda: (hj(None, only_ok=True),))
+# Whether a refused replay counts as a use is not asked: allowed.
+case(H, "ignores_failed_requests_allowed", "", True)(lambda: (hj(None, only_ok=True),))
 case(H, "case_folds_user_agent", "logic", False)(lambda: (hj(None, fold=True),))
 
 

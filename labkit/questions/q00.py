@@ -372,7 +372,8 @@ def after_revive(make_guestbook: Callable[[], Flask],
             f"{' with a plain-text body' if missing == 'text' else ''}"
             f"{' whose JSON still has a name key (a guest who left)' if missing != 'text' else ''}"
             ", so your function"
-            f" should return None, but it returned {returned}. Check the status code"
+            f" should return None (a 404 means None, whatever its body says), but it"
+            f" returned {returned}. Check the status code"
             " before reading the body.")
     return ("Right: your function restarts the server and reports what it says: a"
             " restart wipes what a server held in memory, but not what lives outside"

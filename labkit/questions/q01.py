@@ -736,21 +736,6 @@ def chat_context(make_chat_app: Callable[[], Flask]) -> str:
                           "After one client sent six messages at the same moment, its"
                           " next POST /chat (every message must be in the history: hold"
                           " a threading.Lock while you read and extend it)")
-            # A second server from the same factory has its own, empty histories.
-            with probe.serve_factory(make_chat_app, name="check-chat-2") as other, \
-                    requests.Session() as returning:
-                returning.cookies.set("sid", first_sid[who])
-                message = _message(rng)
-                r = _chat(other, returning, message, "POST /chat")
-                got = probe.body(r)
-                if r.status_code == 200 and isinstance(got, dict) and \
-                        got.get("reply") != social.reply_to([], message):
-                    raise CheckFailed(
-                        "A second server built from make_chat_app knew a conversation"
-                        " held by the first one: the apps share one dict. Create the"
-                        " histories dict inside make_chat_app.")
-                _expect_reply(r, social.reply_to([], message),
-                              "POST /chat on a second server from make_chat_app")
         finally:
             for c in clients:
                 c.close()
