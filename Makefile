@@ -1,11 +1,20 @@
 # Two commands: `make lab` to learn, `make test` to check everything.
-# Both create .venv and install the course into it first, so a fresh clone with
-# Python 3.11+ and git needs nothing else.
+# Both create a virtual environment and install the course into it first, so a fresh
+# clone with Python 3.11+ and git needs nothing else.
+#
+# One environment per interpreter: plain `make` uses .venv (built by python3);
+# `make test PYTHON=python3.13` uses .venv-3.13, so it never reuses an environment
+# that another Python built. The stamp names the exact interpreter version too, so
+# if python3 itself changes (say 3.11 -> 3.12), .venv is rebuilt, not reused.
 
-PYTHON ?= python3
-VENV   := .venv
+ifeq ($(origin PYTHON),undefined)
+PYTHON := python3
+VENV   ?= .venv
+endif
+PYVER  := $(shell $(PYTHON) -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null)
+VENV   ?= .venv-$(basename $(PYVER))
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+STAMP  := $(VENV)/.installed-$(PYVER)
 # JupyterLab reads overrides.json from its environment's settings folder (not $HOME).
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
@@ -18,8 +27,9 @@ ROOT_OK := $(if $(filter 0,$(shell id -u)),--allow-root,)
 setup: $(STAMP) $(LAB_SETTINGS)
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s); set PYTHON=/path/to/python3.11" % sys.version.split()[0])'
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s); set PYTHON=/path/to/python3.11" % sys.version.split()[0])' \
+	    || { echo "$(PYTHON) is not a usable Python: set PYTHON=/path/to/python3.11 (or newer)" >&2; exit 1; }
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
@@ -65,4 +75,4 @@ outputs: $(STAMP)
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace chapters/*.ipynb solutions/*.ipynb
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf .venv .venv-* *.egg-info

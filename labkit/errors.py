@@ -28,6 +28,14 @@ class PortInUseError(ServerStartError):
     """The port a server wanted is taken by another program."""
 
 
+class LoopbackAddressError(LabkitError, OSError):
+    """A second loopback address (127.0.0.2, ...) is not configured on this machine."""
+
+
+class LabkitWarning(UserWarning):
+    """The kit did something other than asked, and says why (e.g. a platform fallback)."""
+
+
 class UnknownServerError(LabkitError, KeyError):
     """A server name that the cluster does not have."""
 

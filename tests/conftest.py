@@ -15,6 +15,10 @@ import psutil
 import pytest
 
 LEAK_DEADLINE = 10.0  # seconds clean-up may take before it counts as a leak
+# Threads that live for the whole interpreter once started, so comparing before and
+# after a test would miss them after the first test that starts one: none may be
+# alive after any test. (tqdm starts its monitor with the first progress bar.)
+NEVER_ALIVE = ("tqdm_monitor",)
 
 
 def _threads() -> set[int]:
@@ -34,7 +38,12 @@ def _children() -> set[int]:
 
 def _leaks(before: dict) -> dict:
     now = {"threads": _threads(), "sockets": _listening(), "children": _children()}
-    return {k: now[k] - before[k] for k in now if now[k] - before[k]}
+    leaks = {k: now[k] - before[k] for k in now if now[k] - before[k]}
+    survivors = {t.ident for t in threading.enumerate()
+                 if t.name in NEVER_ALIVE and t.is_alive()}
+    if survivors:
+        leaks["threads"] = leaks.get("threads", set()) | survivors
+    return leaks
 
 
 @pytest.fixture(autouse=True)

@@ -82,9 +82,12 @@ def case_seed(case: Case, salt: int = 0) -> int:
     return zlib.crc32(f"{case.id}/{salt}".encode()) % 1_000_000
 
 
-def assert_case(case: Case, *, hidden: bool = False) -> None:
-    """Run one row and assert its verdict (and, for a wrong answer, its message)."""
-    seed = case_seed(case)
+def assert_case(case: Case, *, hidden: bool = False, salt: int = 0) -> None:
+    """Run one row and assert its verdict (and, for a wrong answer, its message).
+
+    ``salt`` picks another fixed seed for the same row (to run a row on several).
+    """
+    seed = case_seed(case, salt)
     result = run(case.qid, *case.answers, seed=seed, hidden=hidden)
     where = f"{case.id} (seed {seed}, hidden={hidden})"
     if case.valid:

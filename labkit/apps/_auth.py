@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,8 +30,8 @@ from flask import Flask, Request, Response
 
 from ._json import ApiError
 
-__all__ = ["Auth", "Caller", "DEFAULT_KDF_ITERATIONS", "DEFAULT_USERS", "PasswordBook",
-           "check_password"]
+__all__ = ["ADDRESS_FACTOR", "Auth", "Caller", "DEFAULT_KDF_ITERATIONS", "DEFAULT_USERS",
+           "LoginThrottle", "PasswordBook", "check_password"]
 
 # Three people: the course's cast.
 DEFAULT_USERS = {"alice": "wonderland", "bob": "builder", "ex": "beach-life"}
@@ -36,6 +39,7 @@ DEFAULT_USERS = {"alice": "wonderland", "bob": "builder", "ex": "beach-life"}
 # About 15-20 ms per check on a laptop: slow enough to measure, fast enough to teach.
 # OWASP asks real servers for 600,000 PBKDF2-SHA256 iterations (a few hundred ms).
 DEFAULT_KDF_ITERATIONS = 100_000
+ADDRESS_FACTOR = 4  # one address may fail this many times more than one account
 
 
 def _utf8(text: str) -> bytes:
@@ -85,15 +89,111 @@ class PasswordBook:
         return len(self._hashes)
 
 
-def check_password(passwords: PasswordBook, username: str, password: str) -> str:
+def check_password(passwords: PasswordBook, username: str, password: str, *,
+                   throttle: LoginThrottle | None = None, client: str = "?") -> str:
     """Return ``username`` if the password is right; otherwise raise 401.
 
     One reason for "no such user" and "wrong password" alike: telling them apart
-    would let anyone list the accounts.
+    would let anyone list the accounts. With a ``throttle``, 429 when ``username``
+    or ``client`` has failed too often lately (see :class:`LoginThrottle`).
     """
-    if not passwords.verify(username, password):
+    if throttle is not None:
+        throttle.check(username, client)             # cheap: before the slow hash
+    ok = passwords.verify(username, password)
+    if throttle is not None:
+        throttle.settle(username, client, ok)        # 429 if over by now, whatever ok is
+    if not ok:
         raise ApiError(401, "bad_credentials", "Wrong username or password.")
     return username
+
+
+class LoginThrottle:
+    """Slow down password guessing (ASVS 4 V2.2.1): a window of failures per key.
+
+    Keys are ``"user:<name>"`` (limit ``failures``) and ``"addr:<ip>"`` (limit
+    ``failures * ADDRESS_FACTOR``, against one address spraying many accounts). A key
+    with that many failures in the last ``window`` seconds is refused with 429 and
+    ``Retry-After`` *before* the password is checked: even the right password waits,
+    or the lock would only slow down the attacker's wrong guesses. The count is
+    checked again after the password check, in one locked step with recording the
+    outcome (:meth:`settle`), so guesses sent all at once get no more answers than
+    the limit. A success clears the account's failures (not the address's: an
+    attacker could log in to their own account between guesses).
+
+    >>> throttle = LoginThrottle(2, 60.0, clock=lambda: 0.0)
+    >>> for _ in range(2):
+    ...     throttle.check("alice", "10.0.0.9"); throttle.settle("alice", "10.0.0.9", False)
+    >>> throttle.check("alice", "10.0.0.9")
+    Traceback (most recent call last):
+    ...
+    labkit.serving.json_api.ApiError: 429 Too Many Requests: Too many wrong passwords; try again in 60 s.
+    """
+
+    def __init__(self, failures: int | None, window: float,
+                 clock: Callable[[], float]) -> None:
+        self.failures = failures
+        self.window = window
+        self.clock = clock
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _keys(self, user: str, client: str) -> list[tuple[str, int]]:
+        assert self.failures is not None
+        # Keyed by a hash of the name: a client-chosen string never becomes a key as is
+        # (a 16 KiB "user name" would cost 16 KiB of memory per failure).
+        user = hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return [(f"user:{user}", self.failures),
+                (f"addr:{client}", self.failures * ADDRESS_FACTOR)]
+
+    def check(self, user: str, client: str) -> None:
+        """Raise 429 if ``user`` or ``client`` is over its limit (before the slow check)."""
+        if self.failures is None:
+            return
+        with self._lock:
+            self._refuse_if_over(user, client, self.clock())
+
+    def settle(self, user: str, client: str, ok: bool) -> None:
+        """Record how a password check came out, or raise 429 if over the limit now.
+
+        The count is checked again *after* the (slow) password check, in one locked
+        step with recording the failure. Counting only before would be a race: twenty
+        guesses sent at once would all pass the first check before any failure was
+        counted. Over the limit, the answer is 429 whatever the password was, so a
+        guess beyond the limit tells the guesser nothing; a right password under
+        the limit clears the account's failures.
+        """
+        if self.failures is None:
+            return
+        now = self.clock()
+        with self._lock:
+            self._refuse_if_over(user, client, now)
+            keys = self._keys(user, client)
+            if ok:
+                self._seen.pop(keys[0][0], None)
+            else:
+                for key, _ in keys:
+                    self._recent(key, now).append(now)
+
+    def _refuse_if_over(self, user: str, client: str, now: float) -> None:
+        waits = []
+        for key, limit in self._keys(user, client):
+            times = self._recent(key, now)
+            if len(times) >= limit:
+                waits.append(times[len(times) - limit] + self.window - now)
+        if waits:
+            retry = max(1, math.ceil(max(waits)))
+            raise ApiError(429, "too_many_failed_logins",
+                           f"Too many wrong passwords; try again in {retry} s.",
+                           headers=[("Retry-After", str(retry))])
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        times = self._seen.setdefault(key, deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if len(self._seen) > 10_000:  # forget quiet keys, so memory stays bounded
+            for old in [k for k, t in self._seen.items() if not t and k != key]:
+                del self._seen[old]
+        return times
 
 
 @dataclass

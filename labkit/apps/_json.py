@@ -6,6 +6,7 @@ must not import :mod:`labkit.apps`; the course apps import them from here.
 
 from __future__ import annotations
 
-from ..serving.json_api import ApiError, install_json_errors, json_body, read_json
+from ..serving.json_api import (ApiError, guard_request_body, install_json_errors, json_body,
+                                read_json)
 
-__all__ = ["ApiError", "install_json_errors", "json_body", "read_json"]
+__all__ = ["ApiError", "guard_request_body", "install_json_errors", "json_body", "read_json"]

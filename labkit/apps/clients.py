@@ -5,6 +5,10 @@ server on 127.0.0.1 *from* 127.0.0.2 by binding its socket's source address. The
 server then sees a different client address, as if a second machine were talking
 to it; the traffic still never leaves this computer.
 
+macOS configures only 127.0.0.1: there, ``client(source="127.0.0.2")`` raises
+:class:`~labkit.errors.LoopbackAddressError` saying how to add the address
+(``sudo ifconfig lo0 alias 127.0.0.2 up``). WSL is Linux and needs nothing.
+
 >>> mallory = client(source="127.0.0.2", user_agent="Mallory/1.0")   # doctest: +SKIP
 >>> mallory.get(server.url + "/me")                                  # doctest: +SKIP
 """
@@ -12,12 +16,13 @@ to it; the traffic still never leaves this computer.
 from __future__ import annotations
 
 import http.cookiejar
+import socket
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from ..errors import AppConfigError
+from ..errors import AppConfigError, LoopbackAddressError
 
 __all__ = ["client"]
 
@@ -48,6 +53,7 @@ def client(*, source: str = "127.0.0.1", user_agent: str | None = None,
     """
     if not source.startswith("127."):
         raise AppConfigError("the course only sends traffic on loopback: use a 127.x.y.z source")
+    _require_local_address(source)
     session = requests.Session()
     session.mount("http://", _SourceAddressAdapter(source))
     if not keep_cookies:
@@ -55,3 +61,18 @@ def client(*, source: str = "127.0.0.1", user_agent: str | None = None,
     if user_agent is not None:
         session.headers["User-Agent"] = user_agent
     return session
+
+
+def _require_local_address(source: str) -> None:
+    """Fail now, with what to do, if this machine cannot send from ``source``."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.bind((source, 0))
+    except OSError as exc:
+        raise LoopbackAddressError(
+            f"This machine cannot send from {source}: {exc.strerror or exc}. Linux (and"
+            f" WSL) treat all of 127.0.0.0/8 as loopback; macOS configures only"
+            f" 127.0.0.1. Add the address with `sudo ifconfig lo0 alias {source} up`"
+            f" (until the next reboot), then run the cell again.") from None
+    finally:
+        probe.close()

@@ -23,10 +23,11 @@ Routes: ``POST /login`` (JSON ``username``, ``password``), ``GET /me``,
 from __future__ import annotations
 
 import secrets
+import time
 
-from flask import Flask, session
+from flask import Flask, request, session
 
-from ._auth import DEFAULT_USERS, PasswordBook, check_password
+from ._auth import DEFAULT_USERS, LoginThrottle, PasswordBook, check_password
 from ._json import ApiError, install_json_errors, json_body
 
 __all__ = ["create_app"]
@@ -41,6 +42,8 @@ def create_app(*, secret_key: str | None = None,
     source would let anyone sign ``{"user": "alice"}`` and be alice.
     """
     passwords = PasswordBook(DEFAULT_USERS, iterations=kdf_iterations)
+    # Five wrong passwords per account in 5 minutes, then 429 (ASVS 4 V2.2.1).
+    throttle = LoginThrottle(5, 300.0, time.monotonic)
     app = Flask("labkit.apps.cookie_session")
     app.config.update(SECRET_KEY=secret_key if secret_key is not None
                       else secrets.token_urlsafe(32),
@@ -51,7 +54,9 @@ def create_app(*, secret_key: str | None = None,
     @app.post("/login")
     def login():
         body = json_body(username=str, password=str)
-        session["user"] = check_password(passwords, body["username"], body["password"])  # written into the cookie, signed
+        session["user"] = check_password(  # written into the cookie, signed
+            passwords, body["username"], body["password"], throttle=throttle,
+            client=request.remote_addr or "?")
         return {"user": body["username"]}
 
     @app.get("/me")

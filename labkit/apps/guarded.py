@@ -24,7 +24,8 @@ cookie_flags        HttpOnly, SameSite=Strict, Secure + ``__Host-`` prefix  none
 bind_user_agent     a session used with another User-Agent is revoked       off
 ids_in_url          accept ``?sid=...`` in the URL (never do this)          on
 guess_limit         bad session ids from one address before 429, counting   no limit
-                    the ids sent to ``POST /login`` too
+                    the ids sent to ``POST /login`` too; past it, every id
+                    that address sends is refused, live ones too
 login_failures      wrong passwords for one account within                 no limit
                     ``login_window`` seconds before 429 (ASVS 4 V2.2.1);
                     one address gets four times as many, across accounts
@@ -61,12 +62,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import secrets
 import threading
 import time
 import warnings
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -76,7 +76,9 @@ from flask import Flask, Response, g, jsonify, request
 
 from ..errors import AppConfigError
 from ..state.sessions import MemorySessionStore
-from ._auth import DEFAULT_USERS, PasswordBook, check_password
+# LoginThrottle lives in ._auth (the social app throttles too); named here as before.
+from ._auth import (ADDRESS_FACTOR, DEFAULT_USERS, LoginThrottle,  # noqa: F401
+                    PasswordBook, check_password)
 from ._json import ApiError, install_json_errors, json_body
 
 __all__ = ["DEFENDED", "NAIVE", "Defenses", "LoopbackProfileWarning", "create_app"]
@@ -84,8 +86,11 @@ __all__ = ["DEFENDED", "NAIVE", "Defenses", "LoopbackProfileWarning", "create_ap
 MAX_BODY = 16 * 1024          # bytes; more is 413
 MAX_HEADER_BYTES = 8 * 1024   # bytes of all header lines together; more is 431
 MAX_NOTE = 500                # characters in one note
+MAX_NOTES = 100               # notes kept per user
+# Sessions held at most (the least recently used goes first). Every visit without a
+# cookie makes a pre-login session: without a bound, a loop of GET / fills memory.
+MAX_SESSIONS = 100_000
 SIGNING_SALT = "labkit.guarded.sid"  # separates these signatures from other uses of the key
-ADDRESS_FACTOR = 4            # one address may fail this many times more than one account
 
 
 class LoopbackProfileWarning(UserWarning):
@@ -214,80 +219,22 @@ class GuessCounter:
             raise ApiError(429, "too_many_bad_sessions",
                            "Too many invalid session ids from this address.")
 
+    def check(self, client: str) -> None:
+        """Raise 429 if ``client`` is already over the limit, whatever id it sends.
+
+        Refusing only the bad ids would leave the oracle open: a flagged guesser
+        would go on at full speed and spot a live id by its 200.
+        """
+        with self._lock:
+            over = self.limit is not None and self.bad_ids[client] > self.limit
+        if over:
+            raise ApiError(429, "too_many_bad_sessions",
+                           "Too many invalid session ids from this address.")
+
     def flagged(self) -> list[str]:
         with self._lock:
             return sorted(c for c, n in self.bad_ids.items()
                           if self.limit is not None and n > self.limit)
-
-
-class LoginThrottle:
-    """Slow down password guessing (ASVS 4 V2.2.1): a window of failures per key.
-
-    Keys are ``"user:<name>"`` (limit ``failures``) and ``"addr:<ip>"`` (limit
-    ``failures * ADDRESS_FACTOR``, against one address spraying many accounts). A key
-    with that many failures in the last ``window`` seconds is refused with 429 and
-    ``Retry-After`` *before* the password is checked: even the right password waits,
-    or the lock would only slow down the attacker's wrong guesses. A success clears
-    the account's failures (not the address's: an attacker could log in to their own
-    account between guesses).
-    """
-
-    def __init__(self, failures: int | None, window: float,
-                 clock: Callable[[], float]) -> None:
-        self.failures = failures
-        self.window = window
-        self.clock = clock
-        self._seen: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _keys(self, user: str, client: str) -> list[tuple[str, int]]:
-        assert self.failures is not None
-        # Keyed by a hash of the name: a client-chosen string never becomes a key as is
-        # (a 16 KiB "user name" would cost 16 KiB of memory per failure).
-        user = hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        return [(f"user:{user}", self.failures),
-                (f"addr:{client}", self.failures * ADDRESS_FACTOR)]
-
-    def check(self, user: str, client: str) -> None:
-        """Raise 429 if ``user`` or ``client`` failed too often lately."""
-        if self.failures is None:
-            return
-        now = self.clock()
-        with self._lock:
-            waits = []
-            for key, limit in self._keys(user, client):
-                times = self._recent(key, now)
-                if len(times) >= limit:
-                    waits.append(times[len(times) - limit] + self.window - now)
-        if waits:
-            retry = max(1, math.ceil(max(waits)))
-            raise ApiError(429, "too_many_failed_logins",
-                           f"Too many wrong passwords; try again in {retry} s.",
-                           headers=[("Retry-After", str(retry))])
-
-    def failed(self, user: str, client: str) -> None:
-        if self.failures is None:
-            return
-        now = self.clock()
-        with self._lock:
-            for key, _ in self._keys(user, client):
-                self._recent(key, now).append(now)
-
-    def succeeded(self, user: str, client: str) -> None:
-        if self.failures is None:
-            return
-        account, _ = self._keys(user, client)[0]
-        with self._lock:
-            self._seen.pop(account, None)
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._seen.setdefault(key, deque())
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if len(self._seen) > 10_000:  # forget quiet keys, so memory stays bounded
-            for old in [k for k, t in self._seen.items() if not t and k != key]:
-                del self._seen[old]
-        return times
 
 
 class SessionBook:
@@ -297,11 +244,12 @@ class SessionBook:
     created with; another browser string means someone else holds the id.
     """
 
-    def __init__(self, defenses: Defenses, clock: Callable[[], float]) -> None:
+    def __init__(self, defenses: Defenses, clock: Callable[[], float], *,
+                 max_sessions: int | None = MAX_SESSIONS) -> None:
         self.defenses = defenses
         self.store = MemorySessionStore(idle_timeout=defenses.idle_timeout,
                                         absolute_timeout=defenses.absolute_timeout,
-                                        clock=clock)
+                                        max_sessions=max_sessions, clock=clock)
         self.adopted: dict[str, dict] = {}  # naive only: ids the server took from clients
 
     def lookup(self, sid: str) -> dict:
@@ -364,6 +312,7 @@ def create_app(
     secret_key_fallbacks: tuple[str, ...] | list[str] = (),
     users: dict[str, str] | None = None,
     kdf_iterations: int = 1_000,
+    max_sessions: int | None = MAX_SESSIONS,
     **overrides: Any,
 ) -> Flask:
     """Build the login app with a profile (``"naive"``, ``"defended"`` or Defenses).
@@ -372,6 +321,7 @@ def create_app(
     signed cookie live in ``app.config["SECRET_KEY"]`` (signs; random when not given)
     and ``app.config["SECRET_KEY_FALLBACKS"]`` (oldest first; still verify), read on
     every request, so changing them on a running app rotates the key at once.
+    ``max_sessions`` bounds the sessions held (the least recently used goes first).
     """
     defenses = _defenses(profile, overrides)
     if defenses.cookie_flags and loopback:
@@ -393,7 +343,7 @@ def create_app(
     cookie = SessionCookie(app, defenses, loopback=loopback)
     guesses = GuessCounter(defenses.guess_limit)
     throttle = LoginThrottle(defenses.login_failures, defenses.login_window, clock)
-    sessions = SessionBook(defenses, clock)
+    sessions = SessionBook(defenses, clock, max_sessions=max_sessions)
     passwords = PasswordBook(DEFAULT_USERS if users is None else users,
                              iterations=kdf_iterations)
     notes: dict[str, list[str]] = {}
@@ -425,6 +375,7 @@ def create_app(
         if not raw:
             return
         at_login = request.path == "/login"
+        guesses.check(client())  # a flagged address may not test any id, live or not
         try:
             sid, visit.resign = cookie.decode(raw)
             data = sessions.lookup(sid)
@@ -481,13 +432,8 @@ def create_app(
     def login():
         body = json_body(username=str, password=str)
         user = body["username"]
-        throttle.check(user, client())
-        try:
-            check_password(passwords, user, body["password"])
-        except ApiError:
-            throttle.failed(user, client())
-            raise
-        throttle.succeeded(user, client())
+        check_password(passwords, user, body["password"], throttle=throttle,
+                       client=client())  # 429 past the limit, 401 for a wrong password
         visit = g.visit
         data = sessions.login_data(user, request.user_agent.string)
         if visit.sid is not None and not defenses.rotate_on_login:
@@ -530,6 +476,8 @@ def create_app(
         if not text.strip() or len(text) > MAX_NOTE:
             raise ApiError(422, "wrong_shape", f"A note has 1 to {MAX_NOTE} characters.")
         with notes_lock:
+            if len(notes.get(user, [])) >= MAX_NOTES:
+                raise ApiError(422, "too_many_notes", f"At most {MAX_NOTES} notes each.")
             notes.setdefault(user, []).append(text)
             return {"notes": list(notes[user])}, 201
 

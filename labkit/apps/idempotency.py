@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 from flask import Flask, Request, Response, g, request
 
-from ._json import ApiError
+from ._json import ApiError, guard_request_body
 
 __all__ = ["IdempotencyKeys", "with_idempotency_keys"]
 
@@ -130,6 +130,10 @@ class IdempotencyKeys:
             raise ApiError(400, "bad_idempotency_key",
                            "Idempotency-Key is 1 to 255 printable ASCII characters.")
         user = self.identify(request)           # rule 1: authenticate first (401)
+        # This hook runs before the app's own, and reads the body (the fingerprint):
+        # bound that read first, or a client that never sends its body holds a
+        # worker for ever.
+        guard_request_body()
         slot = (user, match.group(1))           # rule 1: scoped to the user
         fingerprint = self._fingerprint()
         now = self.clock()

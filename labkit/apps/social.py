@@ -22,6 +22,7 @@ Routes (JSON in, JSON out; errors are ``{"error": "<reason>"}`` with a 4xx):
 
 ====================================  ===============================================
 ``POST /login``                       ``{"username", "password"}``; 200 or 401
+                                      (429 after repeated wrong passwords)
 ``POST /logout``                      ends the session (session mode)
 ``GET  /me``                          who the server thinks you are
 ``GET  /posts``, ``GET /posts/<id>``  posts with their reaction counts
@@ -60,8 +61,8 @@ from flask import Flask, Request, Response, jsonify, request
 from ..errors import AppConfigError
 from ..state import tokens
 from ..state.sessions import MemorySessionStore
-from ._auth import (DEFAULT_KDF_ITERATIONS, DEFAULT_USERS, Auth, Caller, PasswordBook,
-                    check_password)
+from ._auth import (DEFAULT_KDF_ITERATIONS, DEFAULT_USERS, Auth, Caller, LoginThrottle,
+                    PasswordBook, check_password)
 from ._json import ApiError, install_json_errors, json_body
 from .token_auth import TokenMode, token_mode
 
@@ -77,6 +78,10 @@ DEFAULT_POSTS = (
     ("bob", "Fixed my bike all by myself."),
 )
 REACTIONS = ("LIKE", "LOVE", "HAHA", "WOW", "SAD", "ANGRY")
+# What one conversation kept on the server may hold. Without a bound, one logged-in
+# client grows its session by a megabyte per request (the body limit) for ever.
+MAX_MESSAGE = 4_096   # characters in one chat message
+MAX_TURNS = 1_000     # messages kept in one session's history
 
 
 class SessionAuth:
@@ -126,14 +131,20 @@ class BasicAuth:
 
     def install(self, app: Flask, passwords: PasswordBook) -> None:
         self.passwords = passwords
+        self.throttle = app.extensions["labkit.social"]["throttle"]
 
     def identify(self, req: Request) -> Caller:
-        auth = req.authorization
+        try:
+            auth = req.authorization
+        except ValueError:  # werkzeug's parser fails on non-ASCII bytes after "Basic "
+            auth = None
         if auth is None or auth.type != "basic" or not auth.username:
             raise ApiError(401, "credentials_required",
                            "Send your username and password with every request.")
+        # Every request checks a password here: each one is a guess to throttle.
         return Caller(user=check_password(self.passwords, auth.username,
-                                          auth.password or ""))
+                                          auth.password or "", throttle=self.throttle,
+                                          client=req.remote_addr or "?"))
 
     def login(self, user: str, response: Response) -> dict:
         return {}  # nothing to remember: the next request brings the password again
@@ -198,6 +209,8 @@ def create_app(
     users: dict[str, str] | None = None,
     extra_users: int = 0,
     kdf_iterations: int = DEFAULT_KDF_ITERATIONS,
+    login_failures: int | None = 5,
+    login_window: float = 300.0,
 ) -> Flask:
     """Build the social app in the given ``mode`` (``"session"`` or ``"basic"``).
 
@@ -211,6 +224,9 @@ def create_app(
     * ``users``: ``{name: password}``; default :data:`DEFAULT_USERS`.
       ``extra_users=n`` adds ``user1`` ... ``usern`` with password ``pw-user1`` etc.
     * ``kdf_iterations``: PBKDF2 cost; lower it for experiments with many logins.
+    * ``login_failures``: wrong passwords for one account within ``login_window``
+      seconds before ``429 too_many_failed_logins`` (one address gets four times as
+      many, across accounts; ASVS 4 V2.2.1); ``None`` turns the throttle off.
     """
     if isinstance(mode, str):
         if mode not in AUTH_MODES:
@@ -229,10 +245,13 @@ def create_app(
     passwords = PasswordBook(people, iterations=kdf_iterations)
     posts = {i: _Post(i, author, text) for i, (author, text) in enumerate(DEFAULT_POSTS, 1)}
     posts_lock = threading.Lock()
+    chat_lock = threading.Lock()  # one conversation update at a time (see /chat)
 
     app = Flask("labkit.apps.social")
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
-    app.extensions["labkit.social"] = {"auth": auth, "passwords": passwords}
+    throttle = LoginThrottle(login_failures, login_window, time.monotonic)
+    app.extensions["labkit.social"] = {"auth": auth, "passwords": passwords,
+                                       "throttle": throttle}
     install_json_errors(app)
     auth.install(app, passwords)
 
@@ -244,7 +263,8 @@ def create_app(
     @app.post("/login")
     def login():
         body = json_body(username=str, password=str)
-        check_password(passwords, body["username"], body["password"])
+        check_password(passwords, body["username"], body["password"], throttle=throttle,
+                       client=request.remote_addr or "?")  # 429 after repeated failures
         # The mode decides what "logged in" means: a cookie, nothing, a token...
         response = Response(mimetype="application/json")
         extra = auth.login(body["username"], response)
@@ -289,10 +309,21 @@ def create_app(
             raise ApiError(409, "no_server_context",
                            f"Mode {auth.name!r} keeps no context; use POST /chat/replay.")
         message = json_body(message=str)["message"]
-        history = caller.session.setdefault("history", [])
-        answer = reply_to(history, message)
-        history.append(message)      # the context grows on the server...
-        auth.remember(caller)
+        if len(message) > MAX_MESSAGE:
+            raise ApiError(422, "message_too_long",
+                           f"A chat message has at most {MAX_MESSAGE} characters.")
+        # Read, append, save as one step: two messages sent at once would otherwise
+        # both start from the same history, and the second save would drop the first.
+        with chat_lock:
+            caller = auth.identify(request)  # the session as it is now
+            history = caller.session.setdefault("history", [])
+            if len(history) >= MAX_TURNS:
+                raise ApiError(422, "conversation_full", f"A conversation kept on the"
+                               f" server holds {MAX_TURNS} messages; log in again for a"
+                               " new one.")
+            answer = reply_to(history, message)
+            history.append(message)      # the context grows on the server...
+            auth.remember(caller)
         return {"reply": answer, "turn": len(history)}
 
     @app.post("/chat/replay")

@@ -4,7 +4,7 @@ A cluster on one laptop has one balancer, N servers and maybe a store. These
 functions write that topology in the formats a team would deploy it with. They are
 shown in the chapter and checked by tests that parse them; they are not run here
 (the course has one machine), except the nginx file, which ``nginx -t`` accepts
-and tests/test_engine_haproxy.py runs. For a ``cluster``::
+and tests/balancing/test_engine_haproxy.py runs. For a ``cluster``::
 
     print(nginx_config(cluster))          # open-source nginx, with its limits
     print(compose_file(cluster))          # docker compose up

@@ -21,7 +21,7 @@ with ``option redispatch``), which is safe for any method because the server nev
 saw it; a request that reached a server which then died is retried only when its
 method is idempotent. That last rule is the config's, not HAProxy's: ``retry-on
 empty-response`` replays any method, so ``disable-l7-retry`` switches it off for the
-others (tests/test_engine_haproxy.py checks both ways). Such layer-7 retries need the
+others (tests/balancing/test_engine_haproxy.py checks both ways). Such layer-7 retries need the
 request buffered: one larger than ``tune.bufsize`` (16 kB by default) is never retried.
 ``cluster.haproxy_config()`` returns the exact text that runs.
 

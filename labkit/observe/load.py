@@ -7,32 +7,37 @@
     {'s1': 67, 's2': 67, 's3': 66}
 
 Each user is a thread with its own connection (reused when the server allows it) and
-a lean HTTP/1.1 client, so that the measurement is of the servers, not of the
-client. Users send
-``X-Client-Id: user-N``, keep the cookies they are given, and send them back, like
-browsers. The sequence of requests is fixed by ``seed``.
+a lean HTTP/1.1 client (``observe._client``), so that the measurement is of the
+servers, not of the client. Users send ``X-Client-Id: user-N``, keep the cookies
+they are given, and send them back, like browsers. The sequence of requests is
+fixed by ``seed``. What comes back is a :class:`~labkit.observe.report.LoadReport`.
 
 A fault schedule can run during the test: ``faults=[lk.Fault("kill", "s2", at=0.3),
 lk.Fault("revive", "s2", at=0.7)]`` kills ``s2`` once 30% of the requests are done.
+
+Two rules keep the instrument honest:
+
+* The clock starts before any user is let go, so no request starts before 0.
+* Faults run in their own thread, never while the users' shared counter is locked:
+  killing a server can take a while (its threads are stopped, its process reaped),
+  and users talking to the live servers must not wait for that. A pause in the
+  plot is then the system's, not the harness's.
 """
 
 from __future__ import annotations
 
-import html
-import json as jsonlib
-import math
 import random
-import socket
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
-from .. import _http
 from ..errors import LabkitError
-from .topology import _enable_inline_figures
+from ._client import LoadClient
+from .report import LoadReport, Sample
+
+__all__ = ["Fault", "LoadReport", "Sample", "load_test"]
 
 Step = tuple  # (method, path) or (method, path, json_body)
 
@@ -41,9 +46,10 @@ Step = tuple  # (method, path) or (method, path, json_body)
 class Fault:
     """Kill or revive a cluster's server once a fraction ``at`` of the run is done.
 
-    The report's ``fault_log`` records when each action had *finished*: a killed
-    server is down from then on (a request cut while it was dying may end a few
-    milliseconds earlier), and a revived one is answering from then on.
+    The report's ``fault_log`` records when a server was surely down: a kill when it
+    had *finished* (the server is down from then on; a request cut while it was
+    dying may end a few milliseconds earlier), a revive when it *began* (the server
+    was down until then, and answers again a moment later, once it has started).
     """
 
     action: str
@@ -55,239 +61,6 @@ class Fault:
             raise LabkitError(f"A fault's action is 'kill' or 'revive', not {self.action!r}.")
         if not 0.0 <= self.at <= 1.0:
             raise LabkitError(f"A fault's `at` is a fraction of the run, 0 to 1, not {self.at!r}.")
-
-
-@dataclass
-class Sample:
-    """One request of a load test."""
-
-    user: int
-    start: float          # seconds since the load began
-    latency: float        # seconds
-    status: int           # 0 when no answer came (connection refused or cut)
-    server: str | None    # from X-Served-By
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return 0 < self.status < 500
-
-
-@dataclass
-class LoadReport:
-    """What a load test measured. ``plot()`` draws latency over time."""
-
-    users: int
-    samples: list[Sample]
-    duration: float
-    fault_log: list[tuple[float, str, str]] = field(default_factory=list)
-
-    @property
-    def requests(self) -> int:
-        return len(self.samples)
-
-    @property
-    def ok(self) -> int:
-        return sum(s.ok for s in self.samples)
-
-    @property
-    def failed(self) -> int:
-        return self.requests - self.ok
-
-    @property
-    def throughput(self) -> float:
-        """Completed requests per second."""
-        return self.requests / self.duration if self.duration else 0.0
-
-    def percentile(self, q: float) -> float:
-        """The q-th percentile of latency, in milliseconds (nearest rank)."""
-        latencies = sorted(s.latency for s in self.samples)
-        if not latencies:
-            return 0.0
-        rank = max(0, min(len(latencies) - 1, math.ceil(q / 100 * len(latencies)) - 1))
-        return latencies[rank] * 1000
-
-    p50 = property(lambda self: self.percentile(50))
-    p95 = property(lambda self: self.percentile(95))
-    p99 = property(lambda self: self.percentile(99))
-
-    @property
-    def per_server(self) -> dict[str, int]:
-        """Requests answered by each server (from ``X-Served-By``), by name."""
-        return dict(sorted(Counter(s.server for s in self.samples if s.server).items()))
-
-    @property
-    def statuses(self) -> dict[int, int]:
-        """How many answers of each HTTP status (0 = no answer at all)."""
-        return dict(sorted(Counter(s.status for s in self.samples).items()))
-
-    def _summary(self) -> list[tuple[str, str]]:
-        servers = ", ".join(f"{k} {v}" for k, v in self.per_server.items()) or "-"
-        return [("requests", f"{self.requests} from {self.users} users"),
-                ("ok / failed", f"{self.ok} / {self.failed}"),
-                ("throughput", f"{self.throughput:.1f} requests/s"),
-                ("latency p50 / p95 / p99", f"{self.p50:.1f} / {self.p95:.1f} / {self.p99:.1f} ms"),
-                ("per server", servers)]
-
-    def __repr__(self) -> str:
-        return "<LoadReport " + "; ".join(f"{k}: {v}" for k, v in self._summary()) + ">"
-
-    def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                       f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
-                       for k, v in self._summary())
-        return f"<table><caption>Load test</caption>{rows}</table>"
-
-    def fault_periods(self) -> list[tuple[str, float, float]]:
-        """``(server, down_from, down_until)`` in seconds, from the fault schedule."""
-        periods, down = [], {}
-        for when, action, server in self.fault_log:
-            if action == "kill":
-                down.setdefault(server, when)
-            elif server in down:
-                periods.append((server, down.pop(server), when))
-        periods += [(server, start, self.duration) for server, start in down.items()]
-        return sorted(periods, key=lambda p: (p[1], p[0]))
-
-    def plot(self, ax: Any = None) -> Any:
-        """Latency over time, one colour per server, fault periods shaded."""
-        from matplotlib.figure import Figure
-
-        _enable_inline_figures()
-
-        if ax is None:
-            fig = Figure(figsize=(7, 3.2), layout="constrained")
-            ax = fig.add_subplot()
-        names = sorted({s.server or "no answer" for s in self.samples})
-        for name in names:
-            pts = [(s.start, s.latency * 1000) for s in self.samples
-                   if (s.server or "no answer") == name]
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=6, label=name,
-                       marker="x" if name == "no answer" else "o")
-        for server, start, end in self.fault_periods():
-            ax.axvspan(start, end, color="tab:red", alpha=0.12)
-            ax.text(start, 1.0, f" {server} down", transform=ax.get_xaxis_transform(),
-                    va="top", fontsize=8, color="tab:red")
-        ax.set_xlabel("time since start (s)")
-        ax.set_ylabel("latency (ms)")
-        ax.legend(fontsize=8, loc="upper right")
-        return ax.figure
-
-
-class _Dropped(Exception):
-    """A kept-alive connection was closed by the server before it answered."""
-
-
-class _User:
-    """One simulated user: a connection (reused when the server allows) and cookies.
-
-    It speaks HTTP/1.1 over a plain socket with the kit's own framing helpers
-    (``_http``): the standard library's clients parse every response header with the
-    email package, which would make the client, not the servers, the bottleneck.
-    """
-
-    def __init__(self, index: int, host: str, port: int, timeout: float,
-                 headers: dict[str, str]) -> None:
-        self.index = index
-        self.host, self.port, self.timeout = host, port, timeout
-        self.cookies: dict[str, str] = {}
-        fixed = {"Host": f"{host}:{port}", "X-Client-Id": f"user-{index}",
-                 "User-Agent": "labkit-load", **headers}
-        self.fixed_head = "".join(f"{k}: {v}\r\n" for k, v in fixed.items())
-        self.sock: socket.socket | None = None
-        self.rfile: Any = None
-        self.reused = False
-
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, str | None]:
-        head = f"{method} {path} HTTP/1.1\r\n{self.fixed_head}"
-        if self.cookies:
-            head += "Cookie: " + "; ".join(f"{k}={v}" for k, v in self.cookies.items()) + "\r\n"
-        data = b""
-        if body is not None:
-            data = jsonlib.dumps(body).encode()
-            head += "Content-Type: application/json\r\n"
-        if data or method in ("POST", "PUT", "PATCH"):
-            head += f"Content-Length: {len(data)}\r\n"
-        message = (head + "\r\n").encode("latin-1") + data
-        try:
-            return self._exchange(message, method)
-        except _Dropped:
-            # The server had closed this kept-alive connection before reading the
-            # request: one fresh try, as browsers and HTTP libraries do.
-            return self._exchange(message, method)
-
-    def _exchange(self, message: bytes, method: str) -> tuple[int, str | None]:
-        if self.sock is None:
-            self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.rfile = self.sock.makefile("rb", buffering=65536)
-            self.reused = False
-        reused, self.reused = self.reused, True
-        try:
-            self.sock.sendall(message)
-            status_line, headers = _http.read_head(self.rfile)
-        except (_http.Closed, ConnectionResetError, BrokenPipeError) as exc:
-            self.close()
-            if reused:
-                raise _Dropped() from exc
-            raise ConnectionError("the server closed the connection") from exc
-        except BaseException:
-            self.close()
-            raise
-        status = int(status_line.split(" ", 2)[1])
-        try:
-            self._skip_body(method, status, headers)
-        except BaseException:
-            self.close()
-            raise
-        served_by = None
-        for name, value in headers:
-            lower = name.lower()
-            if lower == "set-cookie":
-                self._remember_cookie(value)
-            elif lower == "x-served-by":
-                served_by = value
-            elif lower == "connection" and value.lower() == "close":
-                self.close()
-        return status, served_by
-
-    def _skip_body(self, method: str, status: int, headers: list) -> None:
-        if method == "HEAD" or status in (204, 304) or status < 200:
-            return
-        length = _http.content_length(headers)
-        if length is not None:
-            if len(self.rfile.read(length)) < length:
-                raise ConnectionError("the connection closed mid-body")
-        elif _http.is_chunked(headers):
-            _http.read_chunked(self.rfile, lambda piece: None)
-        else:
-            self.rfile.read()  # the body runs until the server closes
-            self.close()
-
-    def _remember_cookie(self, line: str) -> None:
-        pair, *attributes = line.split(";")
-        name, _, value = pair.strip().partition("=")
-        expired = value == "" or any(
-            a.strip().lower() in ("max-age=0", "max-age=-1") for a in attributes)
-        if expired:
-            self.cookies.pop(name, None)
-        else:
-            self.cookies[name] = value
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.rfile.close()
-            self.sock.close()
-            self.sock = self.rfile = None
-
-
-def _target_url(target: Any) -> str:
-    url = target if isinstance(target, str) else getattr(target, "url", None)
-    if not isinstance(url, str) or not url.startswith("http://"):
-        raise LabkitError(
-            f"load_test() needs a URL like 'http://127.0.0.1:8000', a Server or a"
-            f" Cluster, not {target!r:.60}.")
-    return url
 
 
 def load_test(target: Any, *, users: int = 10, requests: int = 200, seed: int = 0,
@@ -320,107 +93,206 @@ def load_test(target: Any, *, users: int = 10, requests: int = 200, seed: int = 
     if faults and not callable(getattr(target, "kill", None)):
         raise LabkitError("A fault schedule needs the Cluster itself as the target"
                           " (load_test(cluster, faults=...)), not just its URL.")
-    users = min(users, requests)
-    parts = urlsplit(url)
+    lookup = getattr(target, "server", None)
+    for fault in faults if callable(lookup) else ():
+        lookup(fault.server)  # an unknown name fails now, with the names there are
     paths = [path] if isinstance(path, str) else list(path)
-    base = parts.path.rstrip("/")
+    run = _Run(target, url, users=min(users, requests), requests=requests, seed=seed,
+               paths=paths, method=method, setup=setup, faults=faults,
+               headers=headers or {}, timeout=timeout)
+    return run.execute(progress=progress)
 
-    samples: list[Sample] = []
-    fault_log: list[tuple[float, str, str]] = []
-    pending = sorted(faults, key=lambda f: f.at)
-    lock = threading.Lock()
-    done = [0]
-    ready = threading.Barrier(users + 1)
-    finished = threading.Event()
-    t0 = [0.0]
-    errors: list[BaseException] = []
 
-    def fire_faults() -> None:
-        # Called under `lock` by whichever user finished the request that crossed
-        # a fault's threshold, so faults happen at the same point every run.
-        while pending and done[0] >= pending[0].at * requests:
-            fault = pending.pop(0)
-            getattr(target, fault.action)(fault.server)
-            fault_log.append((time.perf_counter() - t0[0], fault.action, fault.server))
+class _Run:
+    """One load test in progress: its users, its shared counter, its fault schedule."""
 
-    def run_user(index: int) -> None:
-        user = _User(index, parts.hostname, parts.port or 80, timeout, headers or {})
-        rng = random.Random(f"{seed}:{index}")
-        quota = requests // users + (1 if index < requests % users else 0)
+    def __init__(self, target: Any, url: str, *, users: int, requests: int, seed: int,
+                 paths: list[str], method: str, setup: Callable | None,
+                 faults: Sequence[Fault], headers: dict[str, str], timeout: float) -> None:
+        parts = urlsplit(url)
+        self.target, self.host, self.port = target, parts.hostname, parts.port or 80
+        self.base = parts.path.rstrip("/")
+        self.users, self.requests, self.seed = users, requests, seed
+        self.paths, self.method, self.setup = paths, method, setup
+        self.headers, self.timeout = headers, timeout
+        self.faults = sorted(faults, key=lambda f: f.at)
+
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # a request completed, or all did
+        self.done = 0                # requests completed so far (under `lock`)
+        self.users_finished = False  # (under `lock`)
+        self.samples: list[Sample] = []
+        self.fault_log: list[tuple[float, str, str]] = []
+        self.errors: list[BaseException] = []
+        self.t0 = 0.0
+        # Everyone (users and this thread) meets here once the setups are done. The
+        # action runs before the barrier lets anyone through, so t0 precedes every
+        # request's start.
+        self.ready = threading.Barrier(users + 1, action=self._start_clock)
+
+    def _start_clock(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def execute(self, *, progress: bool) -> LoadReport:
+        threads = [threading.Thread(target=self._user, args=(i,), name=f"labkit-user-{i}",
+                                    daemon=True) for i in range(self.users)]
+        if self.faults:
+            threads.append(threading.Thread(target=self._fault_schedule,
+                                            name="labkit-faults", daemon=True))
+        # The bar is drawn before the users start: drawing a notebook widget takes
+        # this process a moment, which must not land inside the measurement.
+        bar = _Progress(self) if progress else None
+        for thread in threads:
+            thread.start()
+        self.ready.wait()
+        if bar is not None:
+            bar.start()
+        users, faulter = threads[:self.users], threads[self.users:]
+        for thread in users:
+            thread.join()
+        duration = time.perf_counter() - self.t0
+        with self.changed:
+            self.users_finished = True
+            self.changed.notify_all()
+        for thread in faulter:
+            thread.join()
+        if bar is not None:
+            bar.close()
+        if self.errors:
+            raise self.errors[0]
+        self.samples.sort(key=lambda s: s.start)
+        return LoadReport(users=self.users, samples=self.samples, duration=duration,
+                          fault_log=self.fault_log)
+
+    # -- one simulated user -------------------------------------------------------
+
+    def _user(self, index: int) -> None:
+        client = LoadClient(index, self.host, self.port, timeout=self.timeout,
+                            headers=self.headers)
+        try:
+            steps = self._setup_steps(index)
+            try:
+                for m, p, body, *_ in steps or []:
+                    try:
+                        client.request(m, self.base + p, body)
+                    except Exception:
+                        pass  # a failed setup request shows up in the measured ones
+            finally:
+                self.ready.wait()
+            if steps is not None:
+                self._measure(index, client)
+        except BaseException as exc:
+            self.errors.append(exc)
+        finally:
+            client.close()
+
+    def _setup_steps(self, index: int) -> list[tuple] | None:
+        if self.setup is None:
+            return []
+        try:
+            return [tuple(step) + (None,) for step in self.setup(index)]
+        except Exception as exc:  # the learner's setup function itself failed
+            self.errors.append(LabkitError(
+                f"setup({index}) raised {exc!r}; it should return a list of"
+                " (method, path) or (method, path, json)."))
+            return None
+
+    def _measure(self, index: int, client: LoadClient) -> None:
+        rng = random.Random(f"{self.seed}:{index}")
+        quota = self.requests // self.users + (1 if index < self.requests % self.users else 0)
         mine: list[Sample] = []
         try:
-            steps = [tuple(step) + (None,) for step in (setup(index) if setup else [])]
-        except Exception as exc:  # the learner's setup function itself failed
-            errors.append(LabkitError(f"setup({index}) raised {exc!r}; it should return"
-                                      " a list of (method, path) or (method, path, json)."))
-            steps = None
-        try:
-            for m, p, body, *_ in steps or []:
-                try:
-                    user.request(m, base + p, body)
-                except Exception:
-                    pass  # a failed setup request shows up in the measured requests
-        finally:
-            ready.wait()
-        if steps is None:
-            user.close()
-            return
-        try:
             for _ in range(quota):
-                p = paths[0] if len(paths) == 1 else rng.choice(paths)
+                p = self.paths[0] if len(self.paths) == 1 else rng.choice(self.paths)
                 start = time.perf_counter()
                 try:
-                    status, server = user.request(method, base + p)
+                    status, server = client.request(self.method, self.base + p)
                     error = None
                 except Exception as exc:  # refused, cut, timed out: a failed request
                     status, server, error = 0, None, type(exc).__name__
                 end = time.perf_counter()
-                mine.append(Sample(index, start - t0[0], end - start, status, server, error))
-                with lock:
-                    done[0] += 1
-                    if pending:
-                        fire_faults()
-        except BaseException as exc:
-            errors.append(exc)
+                mine.append(Sample(index, start - self.t0, end - start, status, server, error))
+                with self.changed:  # held for a counter update only, never for a fault
+                    self.done += 1
+                    if self.faults:
+                        self.changed.notify_all()
         finally:
-            user.close()
-            with lock:
-                samples.extend(mine)
+            with self.lock:
+                self.samples.extend(mine)
 
-    threads = [threading.Thread(target=run_user, args=(i,), name=f"labkit-user-{i}",
-                                daemon=True) for i in range(users)]
-    for thread in threads:
-        thread.start()
-    ready.wait()
-    t0[0] = time.perf_counter()
-    monitor = _progress(requests, done, finished) if progress else None
-    for thread in threads:
-        thread.join()
-    duration = time.perf_counter() - t0[0]
-    finished.set()
-    if monitor is not None:
-        monitor.join()
-    if errors:
-        raise errors[0]
-    samples.sort(key=lambda s: s.start)
-    return LoadReport(users=users, samples=samples, duration=duration,
-                      fault_log=fault_log)
+    # -- the fault schedule -------------------------------------------------------
+
+    def _fault_schedule(self) -> None:
+        """Fire each fault once its share of requests is done, in this thread only."""
+        try:
+            for fault in self.faults:
+                with self.changed:
+                    while self.done < fault.at * self.requests and not self.users_finished:
+                        self.changed.wait()
+                    if self.done < fault.at * self.requests:
+                        return  # the users stopped early (an error); nothing more to do
+                began = time.perf_counter() - self.t0
+                getattr(self.target, fault.action)(fault.server)
+                when = time.perf_counter() - self.t0 if fault.action == "kill" else began
+                self.fault_log.append((when, fault.action, fault.server))
+        except BaseException as exc:
+            self.errors.append(exc)
 
 
-def _progress(total: int, done: list[int], finished: threading.Event) -> threading.Thread:
-    """A progress bar fed from a counter, so users never wait on the bar."""
-    from tqdm.auto import tqdm
+class _Progress:
+    """A progress bar fed from the run's counter, so users never wait on the bar.
 
-    bar = tqdm(total=total, unit="req", leave=False, mininterval=0.5)
+    tqdm normally starts a ``tqdm_monitor`` thread that outlives every bar; this bar
+    turns it off, since nothing the kit starts may outlive the call that started it.
+    """
 
-    def update() -> None:
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+        self._stop = threading.Event()
+        self._bar = _bar_class()(total=run.requests, unit="req", leave=False,
+                                 mininterval=0.5)
+        self._thread = threading.Thread(target=self._update, name="labkit-progress",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _update(self) -> None:
         shown = 0
-        while not finished.wait(0.25):
-            bar.update(done[0] - shown)
-            shown = done[0]
-        bar.update(done[0] - shown)
-        bar.close()
+        while not self._stop.wait(0.25):
+            done = self._run.done
+            self._bar.update(done - shown)
+            shown = done
+        self._bar.update(self._run.done - shown)
+        self._bar.close()
 
-    thread = threading.Thread(target=update, name="labkit-progress", daemon=True)
-    thread.start()
-    return thread
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        else:  # never started (the run failed early): close the bar here
+            self._bar.close()
+
+
+_BAR: type | None = None
+
+
+def _bar_class() -> type:
+    global _BAR
+    if _BAR is None:
+        from tqdm.auto import tqdm
+
+        class _Bar(tqdm):  # type: ignore[misc, valid-type]
+            monitor_interval = 0  # no tqdm_monitor thread
+
+        _BAR = _Bar
+    return _BAR
+
+
+def _target_url(target: Any) -> str:
+    url = target if isinstance(target, str) else getattr(target, "url", None)
+    if not isinstance(url, str) or not url.startswith("http://"):
+        raise LabkitError(
+            f"load_test() needs a URL like 'http://127.0.0.1:8000', a Server or a"
+            f" Cluster, not {target!r:.60}.")
+    return url

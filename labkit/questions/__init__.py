@@ -42,5 +42,5 @@ How to add a question
    ``lk.check("NN.name", answer)`` in the cell after it. Run ``labkit release``.
 
 4. Add tests: the reference solution passes, the stub fails, a plausible wrong
-   answer fails with a useful message (see ``tests/test_checks_q00.py``).
+   answer fails with a useful message (see ``tests/questions/test_checks_q00.py``).
 """

@@ -14,6 +14,7 @@ writes and which reads, timeouts, prefixes) from the run's seed: see
 from __future__ import annotations
 
 import json
+import math
 import re
 import string
 import threading as _threading
@@ -166,8 +167,13 @@ class _OwnedLock:
         self.release()
 
 
-def _watched(replica_class: type, held: list[str]) -> type:
-    """The learner's class, with a lock that notes a send made while holding it."""
+def _watched(replica_class: type, held: list[str],
+             sent: list[tuple[str, str, str, str, Any]] | None = None) -> type:
+    """The learner's class, with a lock that notes a send made while holding it.
+
+    ``sent`` collects every message as (sender, peer, kind, sid, body), so that the
+    check can deliver one again later, as a network that repeats itself would.
+    """
 
     class Watched(replica_class):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -178,6 +184,8 @@ def _watched(replica_class: type, held: list[str]) -> type:
         def send(self, peer: str, kind: str, sid: str, body: dict | None = None) -> Any:
             if isinstance(self.lock, _OwnedLock) and self.lock.owner == _threading.get_ident():
                 held.append(kind)
+            if sent is not None:
+                sent.append((self.name, peer, kind, sid, body))
             return super().send(peer, kind, sid, body)
 
     Watched.__name__ = Watched.__qualname__ = replica_class.__name__
@@ -203,7 +211,8 @@ def write_invalidate(replica_class: Any) -> str:
     rng = context().rng
     item = lambda: _word(rng, rng.randrange(600, 1500))  # noqa: E731  (a session > notice)
     held: list[str] = []
-    group = Replication(_watched(replica_class, held))
+    sent: list[tuple[str, str, str, str, Any]] = []
+    group = Replication(_watched(replica_class, held, sent))
     with lk.Cluster(group.factory, size=3, name="check-04-invalidate") as cluster:
         group.connect(cluster)
         carts = _Carts(list(cluster.servers), group)
@@ -241,6 +250,31 @@ def write_invalidate(replica_class: Any) -> str:
                     " servers that do that at the same time wait for each other until the"
                     " message times out. Copy what you need under the lock, release it,"
                     " then send.")
+            # A late, repeated notice: deliver again the last "invalidate" a server got
+            # for a version it has fetched since. Its copy of that version stays valid.
+            user = users[0]
+            sid = carts.clients[user].cookies.get("sid")
+            writer, server = rng.sample(carts.servers, 2)
+            carts.write(user, writer, item())
+            carts.read(user, server, "after a write on another server")
+            carts.write(user, writer, item())   # the reader holds a copy: it is told
+            carts.read(user, server, "after a second write on another server")
+            notices = [m for m in sent if m[:4] == (writer.name, server.name, "invalidate", sid)]
+            if notices:
+                sender, peer, kind, sid_, body = notices[-1]
+                group.reset()
+                group._deliver(kind, sender, peer, sid_, body)
+                what = f"GET /cart on {server.name} (after a repeated, late notice)"
+                answer = probe.call("GET", server.url + "/cart",
+                                    session=carts.clients[user], what=what)
+                probe.expect_status(answer, 200, what)
+                if int(answer.headers.get("X-Peer-Messages", "0")) or probe.expect_json(
+                        answer, what).get("cart") != carts.truth[user]:
+                    raise CheckFailed(
+                        f"A late, repeated 'invalidate' for the version {server.name} had"
+                        " already fetched made it drop its valid copy (the next read"
+                        " fetched again). Ignore a notice that is not newer than your copy:"
+                        " invalidate only when its version is greater than yours.")
             # Two writers at once, on two servers: each invalidates the other's copy
             # while being invalidated itself.
             for round_ in range(2):
@@ -282,6 +316,169 @@ def _common_run(ids: list[str]) -> int:
                     n += 1
                 longest = max(longest, n)
     return longest
+
+
+HEX = set("0123456789abcdef")
+ALPHABETS = ((set("0123456789abcdef"), 4), (set("0123456789ABCDEF"), 4),
+             (set("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567="), 5),
+             (set(string.ascii_letters + string.digits), math.log2(62)),
+             (set(string.ascii_letters + string.digits + "-_"), 6))
+
+
+def _id_bits(ids: list[str]) -> float:
+    """At most how many random bits ids of this shape carry.
+
+    The alphabet is the smallest usual one holding every character seen; a position
+    that is the same in every id (a UUID's dashes and version digit) carries nothing.
+    From the outside this is an upper bound: it cannot see a weak generator behind a
+    wide alphabet (see :func:`_mt_predicts` and :func:`_time_hashed` for two of those).
+    """
+    shortest = min(len(i) for i in ids)
+    varying = [pos for pos in range(shortest) if len({i[pos] for i in ids}) > 1]
+    seen = {i[pos] for i in ids for pos in varying} | set("".join(i[shortest:] for i in ids))
+    per_char = next((bits for alphabet, bits in ALPHABETS if seen <= alphabet), 6.0)
+    return (len(varying) + max(len(i) for i in ids) - shortest) * per_char
+
+
+def _as_ints(ids: list[str], order: str = "little") -> list[tuple[int, int]] | None:
+    """(value, bits) of every id read as hex or URL-safe base64, or None if neither.
+
+    ``order="number"`` reads hex as one number (``"%032x" % getrandbits(128)``); the
+    byte orders read the bytes the id encodes (``randbytes(16).hex()``, base64).
+    """
+    import base64
+    import binascii
+
+    try:
+        if all(set(i.lower()) <= HEX for i in ids):
+            if order == "number":
+                return [(int(i, 16), 4 * len(i)) for i in ids]
+            raw = [bytes.fromhex(i) for i in ids]
+        else:
+            raw = [base64.urlsafe_b64decode(i + "=" * (-len(i) % 4)) for i in ids]
+    except (ValueError, TypeError, binascii.Error):
+        return None
+    return [(int.from_bytes(b, "little" if order == "number" else order), 8 * len(b))
+            for b in raw]
+
+
+def _untemper(y: int) -> int:
+    """Undo the Mersenne Twister's output tempering (each of its steps is invertible)."""
+    y ^= y >> 18
+    y ^= (y << 15) & 0xEFC60000
+    x = y
+    for _ in range(5):
+        x = y ^ ((x << 7) & 0x9D2C5680)
+    y = x & 0xFFFFFFFF
+    x = y
+    for _ in range(3):
+        x = y ^ (x >> 11)
+    return x & 0xFFFFFFFF
+
+
+def _mt_predicts(new_id: Callable[[], str]) -> bool:
+    """Do the ids issued so far predict the next one (``random``, not ``secrets``)?
+
+    Python's ``random`` is a Mersenne Twister: 624 consecutive 32-bit outputs give its
+    whole state, so an attacker who collects enough session ids computes every later
+    one. ``getrandbits(128)`` or ``randbytes(16)`` ids, in hex or base64, fall to it.
+    """
+    import random
+
+    first = _as_ints([new_id()], "number")
+    if not first or not first[0][1] or first[0][1] % 32 or first[0][1] > 32 * 624:
+        return False
+    per = first[0][1] // 32                 # 32-bit words in one id
+    needed = -(-624 // per)
+    ids = [new_id() for _ in range(needed + 1)]
+    for order in ("number", "little", "big"):
+        values = _as_ints(ids, order)
+        if values and all(bits == 32 * per for _, bits in values) and _clone_predicts(
+                values, per, needed):
+            return True
+    return False
+
+
+def _clone_predicts(values: list[tuple[int, int]], per: int, needed: int) -> bool:
+    """Untemper the words of ``values[:needed]``; do they give ``values[needed]``?"""
+    import random
+
+    def words(value: int, reverse: bool) -> list[int]:
+        chunk = [(value >> (32 * w)) & 0xFFFFFFFF for w in range(per)]
+        return chunk[::-1] if reverse else chunk
+
+    for reverse in (False, True):            # the words of an id, in either order
+        stream = [w for value, _ in values[:needed] for w in words(value, reverse)]
+        clone = random.Random()
+        clone.setstate((3, tuple([_untemper(w) for w in stream[-624:]] + [624]), None))
+        if [clone.getrandbits(32) for _ in range(per)] == words(values[needed][0], reverse):
+            return True
+    return False
+
+
+def _time_hashed(new_id: Callable[[], str], client: Any) -> bool:
+    """Is an id a hash (SHA-256, SHA-1, MD5) of the clock read while it was made?
+
+    The window is from the call to new() to its SET (the id exists by then), read
+    through ``client``, a :class:`_ExpiresWhileSaving` that notes when SET is called.
+    """
+    import hashlib
+
+    for _ in range(6):
+        client.set_at = None
+        before = time.time_ns()
+        sid = new_id().lower()
+        after = client.set_at or time.time_ns()
+        if not set(sid) <= HEX or len(sid) < 16 or after - before > 200_000:
+            continue
+        texts = [str(ns) for ns in range(before, after + 1)]
+        texts += [str(us) for us in range(before // 1000, after // 1000 + 1)]
+        moment, end = before / 1e9, after / 1e9
+        while moment <= end:                 # time.time() floats in the window
+            texts.append(repr(moment))
+            moment = math.nextafter(moment, math.inf)
+        for algorithm in ("sha256", "sha1", "md5"):
+            for text in texts:
+                digest = hashlib.new(algorithm, text.encode()).hexdigest()
+                if digest.startswith(sid) or sid.startswith(digest):
+                    return True
+        return False
+    return False
+
+
+class _ExpiresWhileSaving:
+    """A redis-py client that lets one key expire right after save() first reads it.
+
+    save() that checks the key (EXISTS, GET, TTL...) and then SETs it without ``xx``
+    brings the session back to life if it expires between the two steps; this wrapper
+    makes that moment happen every time instead of once in a million.
+    """
+
+    READS = {"exists", "get", "ttl", "pttl", "type", "getex", "expire", "pexpire",
+             "persist", "strlen"}
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.armed: str | None = None
+        self.set_at: int | None = None      # time.time_ns() of the last SET
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if name == "set":
+            def set_(*args: Any, **kwargs: Any) -> Any:
+                self.set_at = time.time_ns()
+                return method(*args, **kwargs)
+            return set_
+        if name not in self.READS:
+            return method
+
+        def read(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            if self.armed is not None and self.armed in args:
+                self._client.delete(self.armed)       # expired right after the read
+                self.armed = None
+            return result
+        return read
 
 
 @question("04.redis_store", points=3, hints=[
@@ -335,6 +532,25 @@ def redis_store(store_class: Callable[..., Any]) -> str:
                 "Several ids from new() share a long run of characters (a time stamp, a"
                 " counter, a machine id?): an attacker who sees one can guess the next."
                 " Use secrets.token_urlsafe(32).")
+        bits = _id_bits(ids)
+        if bits < 128:
+            raise CheckFailed(
+                f"Your ids carry at most {bits:.0f} random bits (counting the characters"
+                " that vary from id to id; a UUID4 has 122), not the 128 the task asks"
+                " for: secrets.token_urlsafe(32).")
+        if _mt_predicts(lambda: store.new({"user": user})):
+            raise CheckFailed(
+                "After collecting enough of your session ids, the check computed the next"
+                " one in advance: they come from the `random` module (a Mersenne Twister,"
+                " whose state 624 outputs reveal), not from `secrets`. An attacker could"
+                " do the same and take over the next user's session.")
+        timed = _ExpiresWhileSaving(redis_server.client())
+        if _time_hashed(lambda: store_class(timed, idle_timeout=idle, prefix=prefix).new(
+                {"user": user}), timed):
+            raise CheckFailed(
+                "Your session id is a hash of the clock at the moment new() was called: an"
+                " attacker who knows roughly when a user logged in tries the few candidate"
+                " times and finds the id. Use secrets.token_urlsafe(32).")
         if store.get(sid) != data:
             raise CheckFailed("get(sid) right after new(data) should return that data, but"
                               f" it returned {store.get(sid)!r}.")
@@ -346,8 +562,10 @@ def redis_store(store_class: Callable[..., Any]) -> str:
         if stored != data:
             raise CheckFailed("The value under prefix + sid should be the data as JSON"
                               " (json.dumps), readable by any server in any language.")
-        if store.new() is None or store.get(ids[0]) != {"user": user}:
-            raise CheckFailed("new() with no data should work too (an empty session), and"
+        empty = store.new()
+        if empty is None or store.get(empty) != {} or store.get(ids[0]) != {"user": user}:
+            raise CheckFailed("new() with no data should store an empty session: get() of"
+                              " its id returns {} (not None, which means 'no session'), and"
                               " every session keeps its own data.")
         other = store_class(redis_server.client(), idle_timeout=idle, prefix=prefix)
         if other.get(sid) != data:
@@ -391,6 +609,21 @@ def redis_store(store_class: Callable[..., Any]) -> str:
                 "save() of an id the store never issued (or that expired) created a"
                 " session under it: an attacker could choose their victim's session id."
                 " Use set(..., xx=True), and raise KeyError or do nothing.")
+        # A session that expires while save() runs, between a check and its SET.
+        racing = _ExpiresWhileSaving(redis_server.client())
+        racer = store_class(racing, idle_timeout=idle, prefix=prefix)
+        doomed = racer.new({"user": user})
+        racing.armed = prefix + doomed
+        try:
+            racer.save(doomed, {"user": "mallory"})
+        except KeyError:
+            pass
+        fired, racing.armed = racing.armed is None, None   # None: it expired mid-save
+        if fired and client.exists(prefix + doomed):
+            raise CheckFailed(
+                "A session that expired while save() was running came back to life: save()"
+                " looked the key up, then wrote it with a plain SET, and in between Redis"
+                " had expired it. Check and write in one step: set(..., xx=True).")
         for odd in ("", "*", prefix, "../" + _word(rng), "é" * 3, "x" * 3000, ids[0].upper()
                     if ids[0].upper() != ids[0] else ids[0] + "X"):
             if store.get(odd) is not None:
@@ -425,7 +658,9 @@ def redis_store(store_class: Callable[..., Any]) -> str:
                 probe.expect_status(me, 200, "GET /me on both servers (round robin)")
                 if probe.body(me).get("user") != name:
                     raise CheckFailed("GET /me answered another user than the one logged in.")
-    return "Your sessions live in Redis, expire when idle, and every server sees them."
+    return ("Your sessions live in Redis, expire when idle, and every server sees them; ids"
+            " have 128 random bits or more, are not the `random` module's nor a hash of the"
+            " clock; save() never brings back an expired session.")
 
 
 # ------------------------------------------------------------------ store down: 503

@@ -81,9 +81,17 @@ def _battery(key: bytes) -> tuple[list[tuple[str, str, dict]], list[tuple[str, s
     late = rng.randrange(2, LEEWAY - 5)            # expired, but within the leeway
     too_late = rng.randrange(LEEWAY + 8, 4 * LEEWAY)
     skewed = {**good, "iat": now - 900, "exp": now - late}
+    # The leeway probed at its edges on every run: a few seconds inside it must pass, a
+    # couple beyond it must not (margins allow for the seconds the check itself takes).
+    edge_exp = {**good, "iat": now - 900, "exp": now - (LEEWAY - 4)}
+    edge_nbf = {**good, "nbf": now + LEEWAY - 4}
     accept = [("a good token", token, good),
               (f"a token that expired a few seconds ago (within the {LEEWAY} s leeway)",
-               sign(skewed), skewed)]
+               sign(skewed), skewed),
+              (f"a token that expired a little less than {LEEWAY} s ago (within the leeway)",
+               sign(edge_exp), edge_exp),
+              (f"a token valid from (nbf) a little less than {LEEWAY} s from now (within the"
+               " leeway)", sign(edge_nbf), edge_nbf)]
     other_auds = [AUDIENCE + "-admin", "payments-api", AUDIENCE[:-4], AUDIENCE.upper()]
     other_isss = [ISSUER + ".evil", "evil.example", ISSUER[:-2], ISSUER.upper()]
     rng.shuffle(other_auds)
@@ -108,6 +116,12 @@ def _battery(key: bytes) -> tuple[list[tuple[str, str, dict]], list[tuple[str, s
         (f"a token that expired well beyond the {LEEWAY} s leeway",
          sign({**good, "iat": now - 900, "exp": now - too_late}),
          f"Check exp, with leeway={LEEWAY} and no more."),
+        (f"a token that expired just over {LEEWAY} s ago (beyond the leeway)",
+         sign({**good, "iat": now - 900, "exp": now - (LEEWAY + 2)}),
+         f"Check exp, with leeway={LEEWAY} exactly: not more."),
+        (f"a token valid from (nbf) just over {LEEWAY} s from now (beyond the leeway)",
+         sign({**good, "nbf": now + LEEWAY + 4}),
+         f"PyJWT checks nbf with the same leeway={LEEWAY}: not more."),
         *[("a token for another audience", sign({**good, "aud": aud}),
            f"Pass audience={AUDIENCE!r}: the audience must match exactly.")
           for aud in other_auds],
@@ -234,15 +248,20 @@ def _random_posts(rng: Any) -> dict[int, dict]:
     posts = {}
     for i in range(3):
         post_id = rng.randrange(2, 999)
-        author = rng.choice([f"{_word(rng, 3)}<i>", f"{_word(rng)} & co"] + (
+        author = rng.choice([f"{_word(rng, 3)}<i>", f"{_word(rng)} & co",
+                             f"{_word(rng)} \"{_word(rng, 4)}\" {_word(rng)}",
+                             f"{_word(rng, 1).upper()}'{_word(rng)}"] + (
             [_word(rng)] if i else []))          # the first author always needs escaping
+        if i == 0:   # and has a quote: a value may sit in an attribute (title="...")
+            author += rng.choice(['"', "'"]) + _word(rng, 2)
         text = f"{_word(rng)} {rng.choice(hostile)} {_word(rng)}"
         posts[post_id] = {"id": post_id, "author": author, "text": text}
     return posts
 
 
 def _escaped_forms(text: str) -> set[str]:
-    forms = {html.escape(text, quote=True), html.escape(text, quote=False)}
+    """Safe spellings of ``text`` in HTML: quotes escaped too (it may be an attribute)."""
+    forms = {html.escape(text, quote=True)}
     try:
         import markupsafe
 
@@ -280,6 +299,12 @@ def _check_card(r: requests.Response, post: dict, kinds: set[str], said: str) ->
                     " with '<script>' would run in the reader's browser. Escape every"
                     " value you put in HTML (html.escape).")
             if not any(form in r.text for form in _escaped_forms(raw)):
+                if ('"' in raw or "'" in raw) and html.escape(raw, quote=False) in r.text:
+                    raise CheckFailed(
+                        f"The HTML answer {said} leaves the quotes in the post's {field}"
+                        " unescaped: inside an attribute (title=\"...\") a quote ends it"
+                        " and the rest runs as markup. Escape quotes too: html.escape(value)"
+                        " with its default quote=True.")
                 raise CheckFailed(f"The HTML answer {said} should contain the post's {field},"
                                   " escaped (html.escape): it was missing or escaped twice.")
 
@@ -308,6 +333,12 @@ def content_negotiation(make_card_app: Callable[[dict], Any]) -> str:
               "when JSON has q=0 ('not this one')"),
              ("text/*, text/html;q=0", {"text/plain"},
               "when text/* is wanted but text/html has q=0 (the more specific range wins)")]
+    # Media types are case-insensitive (RFC 9110 section 8.3.1): odd casings on every run.
+    json_t, html_t, text_t = (_casing(rng, t) for t in OFFERED)
+    fixed += [(html_t, {"text/html"}, f"with Accept: {html_t} (media types ignore case)"),
+              (text_t, {"text/plain"}, f"with Accept: {text_t} (media types ignore case)"),
+              (f"text/html;q=0.2, {json_t};q=0.9", {"application/json"},
+               f"with Accept: text/html;q=0.2, {json_t};q=0.9 (media types ignore case)")]
     randomised = []
     for _ in range(10 if context().hidden else 6):
         header, kinds = _random_accept(rng)
@@ -315,7 +346,8 @@ def content_negotiation(make_card_app: Callable[[dict], Any]) -> str:
     with probe.serve_factory(lambda: make_card_app(posts), name="check-05-negotiation") as server:
         first = next(iter(posts))                     # its author needs escaping
         for accept, kinds, said in fixed + randomised:
-            post = posts[first] if accept == "text/html" else posts[rng.choice(ids)]
+            post = posts[first] if accept and accept.lower() == "text/html" else posts[
+                rng.choice(ids)]
             r = _call("GET", f"{server.url}/posts/{post['id']}", headers={"Accept": accept},
                       what=f"GET /posts/{post['id']} {said}")
             _check_card(r, post, kinds, said)
@@ -377,7 +409,7 @@ class _Orders:
             if self.fail.get(item, 0) > 0:
                 self.fail[item] -= 1
                 raise OrderFailed(f"the warehouse cannot take {item!r} right now")
-        if item == self.hold and not self.entered.is_set():
+        if self.hold is not None and item == self.hold and not self.entered.is_set():
             self.entered.set()             # only the first call of that item waits
             self.release.wait(timeout=8)
         time.sleep(self.slow)
@@ -439,10 +471,12 @@ class _Shop:
     def __init__(self, url: str, orders: _Orders) -> None:
         self.url, self.orders = url, orders
 
-    def post(self, token: str | None, key: str | None, body: Any, *, raw: bytes | None = None
-             ) -> requests.Response:
+    def post(self, token: str | None, key: str | None, body: Any, *, raw: bytes | None = None,
+             authorization: str | None = None) -> requests.Response:
         headers = {}
-        if token is not None:
+        if authorization is not None:              # a header spelled by the check itself
+            headers["Authorization"] = authorization
+        elif token is not None:
             headers["Authorization"] = f"Bearer {token}"
         if key is not None:
             headers["Idempotency-Key"] = key
@@ -524,6 +558,13 @@ def idempotent_post(make_shop: Callable[..., Any]) -> str:
             _expect_error(shop.post(fake, k1, {"item": tea}), 401, None,
                           f"A POST whose Authorization carries {story}",
                           "tokens match exactly, or not at all.")
+        for story, header in (("the bare token, without the Bearer scheme", real),
+                              ("the token under another scheme (Basic)", f"Basic {real}"),
+                              ("the token under another scheme (Token)", f"Token {real}"),
+                              ("the Bearer scheme glued to the token", f"Bearer{real}")):
+            _expect_error(shop.post(None, k1, {"item": tea}, authorization=header), 401, None,
+                          f"A POST whose Authorization carries {story}",
+                          "only 'Authorization: Bearer <token>' authenticates.")
         _expect_error(shop.post(None, None, {"item": tea}), 401, None,
                       "A POST with neither a token nor a key",
                       "authentication comes first, before the key is even looked at.")
@@ -532,6 +573,13 @@ def idempotent_post(make_shop: Callable[..., Any]) -> str:
         _expect_error(shop.post(token[alice], None, {"item": tea}), 400,
                       "idempotency_key_required", "An authenticated POST without an"
                       " Idempotency-Key", "a POST that cannot be safely retried is refused.")
+        for empty in ("",):   # (requests refuses to send a blank-only header value)
+            _expect_error(shop.post(token[alice], empty, {"item": tea}), 400,
+                          "idempotency_key_required", "An authenticated POST with an empty"
+                          " Idempotency-Key", "an empty key is no key: every client that"
+                          " sends one would share it.")
+        if orders.count():
+            raise CheckFailed("A POST with an empty Idempotency-Key placed an order.")
         first = shop.post(token[alice], k1, {"item": tea})
         answer = shop.created(first, tea, "The first POST with a key that a refused (401)"
                               " request had used")
@@ -577,20 +625,38 @@ def idempotent_post(make_shop: Callable[..., Any]) -> str:
         shop.created(bob_other, bob_item, "A user's POST with a key only another user had used")
         before = orders.count()
 
-        # Same key, different body: a client bug, not a retry.
-        reused = shop.post(token[alice], k1, {"item": item()})
-        _expect_error(reused, 422, "idempotency_key_reused",
-                      "A known key sent with a different body",
-                      "it is a client bug, not a retry, and nothing is placed.")
-        if orders.count() != before:
-            raise CheckFailed("A known key with a different body placed an order.")
+        # Same key, different body: a client bug, not a retry. The whole body counts.
+        extra_field = _word(rng, 4)
+        for story, other in (("a different item", {"item": item()}),
+                             ("the same item and one more field",
+                              {"item": tea, extra_field: rng.choice([1, True, "x"])}),
+                             ("the same item in a list field", {"item": tea, "items": [tea]})):
+            reused = shop.post(token[alice], k1, other)
+            _expect_error(reused, 422, "idempotency_key_reused",
+                          f"A known key sent with a different body ({story})",
+                          "it is a client bug, not a retry, and nothing is placed: compare"
+                          " the whole JSON body, every field, not only the item.")
+            if orders.count() != before:
+                raise CheckFailed("A known key with a different body placed an order.")
 
         # A body that is refused does not use the key up.
         k2 = new_key()
-        bad = shop.post(token[alice], k2, rng.choice([{"item": rng.randrange(9)}, {},
-                                                      ["tea"], {"items": "tea"}]))
-        _expect_error(bad, (400, 422), None, "A POST whose body is not {'item': <text>}",
+        malformed = [({"item": rng.randrange(9)}, "a number as item"),
+                     ({"item": rng.random() < 0.5}, "a boolean as item"),
+                     ({"item": None}, "null as item"), ({"item": [tea]}, "a list as item"),
+                     ({"item": {"name": tea}}, "an object as item"), ({}, "no item"),
+                     ([tea], "a list, not an object"), ({"items": tea}, "no item"),
+                     (tea, "a bare string")]
+        rng.shuffle(malformed)
+        for body_, story in malformed:
+            bad = shop.post(token[alice], k2, body_)
+            _expect_error(bad, (400, 422), None, f"A POST whose body is not {{'item': <text>}}"
+                          f" ({story})", "refuse a malformed body: item must be a string.")
+        bad = shop.post(token[alice], k2, None, raw=b'{"item": ')
+        _expect_error(bad, (400, 422), None, "A POST whose body is not JSON at all",
                       "refuse a malformed body.")
+        if orders.count() != before:
+            raise CheckFailed("A POST with a malformed body placed an order.")
         good_item = item()
         good = shop.post(token[alice], k2, {"item": good_item})
         if good.status_code != 201:
@@ -819,6 +885,17 @@ def deny_list(DenyList: Callable[[], Any]) -> str:
     deny.is_revoked(stranger, exps[-1] + 1)
     if len(deny) != 0:
         raise CheckFailed("Once every revoked token has expired, len() should be 0.")
+    # Revoked again with a later exp (a token reissued under the same jti): the later
+    # one counts, so the token stays refused until then.
+    again, first_exp = secrets.token_urlsafe(10), start + rng.randrange(100, 200)
+    second_exp = first_exp + rng.randrange(50, 500)
+    deny.revoke(again, first_exp)
+    deny.revoke(again, second_exp)
+    if not deny.is_revoked(again, rng.randrange(first_exp + 1, second_exp)):
+        raise CheckFailed("A jti revoked twice, the second time with a later exp, was"
+                          " forgotten at the first exp: revoking again with a later exp"
+                          " extends the revocation (keep the later exp).")
+    deny.is_revoked(stranger, second_exp + 1)
     _deny_under_load(DenyList, rng)
 
     clock, key, deny = ManualClock(time.time() + rng.randrange(0, 10_000)), new_key(), DenyList()

@@ -105,6 +105,93 @@ def _raw_post(port: int, head: bytes, body: bytes) -> bytes:
     return answer
 
 
+class _CountingInput:
+    """A WSGI input stream that counts what the app read, and whether it reached the end."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream, self.count, self.eof = stream, 0, False
+
+    def _note(self, data: bytes) -> bytes:
+        self.count += len(data)
+        self.eof = self.eof or not data
+        return data
+
+    def read(self, *args: Any) -> bytes:
+        return self._note(self._stream.read(*args))
+
+    def readline(self, *args: Any) -> bytes:
+        return self._note(self._stream.readline(*args))
+
+    def readinto(self, buffer: Any) -> int | None:
+        n = self._stream.readinto(buffer)
+        self.count += n or 0
+        self.eof = self.eof or not n
+        return n
+
+    def __iter__(self) -> Any:
+        for line in self._stream:
+            yield self._note(line)
+        self.eof = True
+
+
+def _counting(app: Any, log: list[tuple[str | None, _CountingInput]]) -> Any:
+    """Wrap a Flask app so that each request notes how much of its body the app read."""
+    inner = app.wsgi_app
+
+    def wsgi_app(environ: dict, start_response: Any) -> Any:
+        stream = _CountingInput(environ["wsgi.input"])
+        environ["wsgi.input"] = stream
+        log.append((environ.get("CONTENT_LENGTH"), stream))
+        return inner(environ, start_response)
+
+    app.wsgi_app = wsgi_app
+    return app
+
+
+def _upload_while_reading(port: int, size: int) -> tuple[bytes, BaseException | None, bool]:
+    """Declare and send ``size`` bytes while reading the answer at the same time.
+
+    Returns (the raw answer, the error the sender met, whether it finished). A gateway
+    that answers 413 and closes without reading the rest of the body resets the
+    connection: the client, still sending, gets an error (and may lose the 413). The
+    body is far larger than the socket buffers, so it cannot all slip in unread.
+    """
+    piece = b"d" * 65536
+    sock = socket.create_connection(("127.0.0.1", port), timeout=probe.TIMEOUT)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)  # no deep buffer to hide in
+    state: dict[str, Any] = {"error": None, "done": False}
+
+    def send() -> None:
+        try:
+            sock.sendall(b"POST /upload HTTP/1.1\r\nHost: gateway\r\nContent-Type:"
+                         b" application/octet-stream\r\nContent-Length: "
+                         + str(size).encode() + b"\r\nConnection: close\r\n\r\n")
+            left = size
+            while left:
+                sock.sendall(piece[:min(left, len(piece))])
+                left -= min(left, len(piece))
+            state["done"] = True
+        except OSError as exc:
+            state["error"] = exc
+
+    sender = threading.Thread(target=send, name="check-07-sender", daemon=True)
+    sender.start()
+    answer = b""
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except OSError:
+        pass
+    sender.join(timeout=2)      # a drained upload has been sent by the time of the EOF
+    try:
+        sock.shutdown(socket.SHUT_RDWR)   # wakes a sender still blocked in sendall
+    except OSError:
+        pass
+    sock.close()
+    sender.join(timeout=2)
+    return answer, state["error"], state["done"]
+
+
 @question("07.size_gateway", points=3, hints=[
     "Refuse early when you can: request.content_length is the size the client"
     " declared (None when it sent no Content-Length, e.g. a chunked upload).",
@@ -123,8 +210,11 @@ def size_gateway(make_gateway: Callable[..., Any]) -> str:
     rng = context().rng
     limit = rng.randrange(1500, 6000)
     tag = _word(rng, 8)
+    reads: list[tuple[str | None, _CountingInput]] = []
+    if not callable(make_gateway):
+        probe.expect_factory(make_gateway, example="make_gateway")
     with lk.serve(_upload_server(tag), name="check-07-main") as main, \
-            probe.serve_factory(lambda: make_gateway(main.url, limit=limit),
+            probe.serve_factory(lambda: _counting(make_gateway(main.url, limit=limit), reads),
                                 name="check-07-gateway") as gateway:
         url = gateway.url + "/upload"
 
@@ -210,6 +300,23 @@ def size_gateway(make_gateway: Callable[..., Any]) -> str:
             forwarded(blob(rng.randrange(limit // 2, limit)),
                       f"Upload {i + 1} of three, each within the limit (their sum is not)")
         refused(b"h" * 2_000_000, 2_000_000, "A 2,000,000-byte upload")
+        # Refused, but drained: the client keeps sending while the 413 comes back.
+        big = rng.randrange(3_000_000, 5_000_000)
+        answer, error, done = _upload_while_reading(gateway.port, big)
+        if not answer.startswith(b"HTTP/1.1 413") and not answer.startswith(b"HTTP/1.0 413"):
+            raise CheckFailed(
+                "A large upload (a few megabytes, declared in Content-Length) sent while"
+                " reading the answer did not get a 413"
+                + (": the connection was reset before the client heard one" if not answer
+                   else "") + ". Read (and drop) the rest of the body, then answer 413.")
+        consumed = [stream.count for length, stream in reads if length == str(big)]
+        if error is not None or not done or not consumed or consumed[-1] < big:
+            raise CheckFailed(
+                "Your gateway answered 413 to a large upload (a few megabytes, declared in"
+                " Content-Length) without reading the rest of the body. A server that"
+                " closes a connection with unread bytes resets it: the client, still"
+                " sending, gets an error and may never see the 413. Read (and drop) the"
+                " rest of the body before you answer.")
         # A client that lies: declares a few bytes, then sends far more.
         declared = rng.randrange(5, 50)
         _raw_post(gateway.port, b"POST /upload HTTP/1.1\r\nHost: gateway\r\n"
@@ -248,7 +355,9 @@ class _SlowStore:
         self._store.set(key, value)
 
     def incr(self, key: str, by: int = 1) -> int:
-        return self._store.incr(key, by)
+        value = self._store.incr(key, by)     # atomic in the store; the answer then takes
+        time.sleep(self.PAUSE)                # its time to come back, as over a network
+        return value
 
     def __len__(self) -> int:
         return len(self._store)
@@ -270,11 +379,14 @@ def stateless_handler(visits_module: Callable[[], Any]) -> str:
                           " handler when called.")
     rng = context().rng
     name = _word(rng, 5)
-    users = [name, name.capitalize(), _word(rng, 4) + ":" + _word(rng, 3)]
+    # Users whose names share a prefix (as "ad", "ada", "adam") must not share a count.
+    users = [name, name.capitalize(), _word(rng, 4) + ":" + _word(rng, 3), name[:2],
+             name[:3], name[:4], name + _word(rng, 2)]
     for deployment in ("First deployment", "A second deployment (new, empty store)"):
         _visit_scenario(visits_module, deployment, rng, users)
-    return ("Right every time: warm and cold starts, users that differ only in case, and"
-            " simultaneous visits on several containers, counts kept in the shared store.")
+    return ("Right every time: warm and cold starts, users that differ only in case or share"
+            " a prefix, and simultaneous visits on several containers, each told its own"
+            " count, kept in the shared store.")
 
 
 def _visit_scenario(visits_module: Callable[[], Any], deployment: str, rng: Any,
@@ -328,19 +440,24 @@ def _visit_scenario(visits_module: Callable[[], Any], deployment: str, rng: Any,
                 f"{deployment}, {what}: {copies} simultaneous visits (on {copies} containers)"
                 f" should get {copies} different counts, one after the other, but they got"
                 f" {len(set(counts))} different one(s) ending {max(counts) - first} after the"
-                " previous count. A get then a set from two containers loses a visit: use"
-                " the store's atomic incr.")
+                " previous count. A get then a set from two containers loses a visit, and a"
+                " get after incr may read another container's visit: return what the"
+                " store's atomic incr returns.")
         expected[user] = first + copies
 
     for _ in range(rng.randrange(2, 4)):
         visit(users[0], "visits on one warm container")
     visit(users[1], "a user whose name differs only in case (another user)")
     visit(users[2], "a user whose name contains ':'")
+    for user in users[3:]:
+        visit(user, "a user whose name starts like another user's (another user)")
     clock.advance(61 + rng.randrange(60))  # idle longer than keep_warm: reaped
     visit(users[0], "after a cold start (the old container was reaped)")
     burst(users[1], rng.randrange(2, 5), "a burst of visits at the same time")
     for _ in range(3):   # now several warm containers: each visit may land on any
         visit(rng.choice(users), "a visit after a burst (several warm containers)")
+    for user in rng.sample(users[3:], 2):
+        visit(user, "a user whose name starts like another user's (another user)")
     burst(users[0], rng.randrange(2, 5), "another burst of visits at the same time")
     visit(users[0], "a visit after two bursts")
 

@@ -143,10 +143,12 @@ class KitMiddleware:
             body = self.app(environ, stamped_start_response)
         else:
             # Hold a worker slot for the whole request, body included: that is what
-            # makes `workers / service_time` the real capacity of this server.
+            # makes `workers / service_time` the real capacity of this server. The
+            # app's own work counts as part of the service time (the slot is held
+            # for `service_time` in all, or longer if the work takes longer), so a
+            # busy machine that slows the app does not lower the modelled capacity.
             with self._slots:
-                if self.service_time:
-                    time.sleep(self.service_time)
+                started = time.perf_counter()
                 body = self.app(environ, stamped_start_response)
                 try:
                     body = [b"".join(body)]
@@ -154,6 +156,9 @@ class KitMiddleware:
                     close = getattr(body, "close", None)
                     if close:
                         close()
+                remaining = self.service_time - (time.perf_counter() - started)
+                if remaining > 0:
+                    time.sleep(remaining)
         self._record(environ, status_seen[0])
         return body
 

@@ -18,6 +18,8 @@ a list where an object is expected     422 ``wrong_shape``
 a body that never arrives in full      408 ``request_timeout`` after
                                        :data:`READ_TIMEOUT` seconds: a slow client
                                        cannot hold a worker for ever
+a chunked body with a bad chunk size   400 ``malformed_body`` (the server's chunk
+(``-5``, ``zz``)                         decoder raises ``OSError``; not a 500)
 any other exception in a view          500 ``internal_error`` with no exception text
                                        (the traceback goes to the server log only)
 =====================================  ============================================
@@ -32,11 +34,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-__all__ = ["MAX_DEPTH", "READ_TIMEOUT", "ApiError", "install_json_errors", "json_body", "parse_json",
-           "read_json"]
+__all__ = ["MAX_DEPTH", "READ_TIMEOUT", "ApiError", "guard_request_body", "install_json_errors",
+           "json_body", "parse_json", "read_json"]
 
 #: Seconds a server waits for the next bytes of a request body. A client that
 #: declares ``Content-Length: 1000`` and sends 10 bytes gets 408 after this long,
@@ -89,17 +91,7 @@ def install_json_errors(app: Flask) -> None:
     """
     app.config.setdefault("LABKIT_READ_TIMEOUT", READ_TIMEOUT)
 
-    @app.before_request
-    def _bound_reads() -> None:
-        # werkzeug's dev server hands the connection's socket to the app; a timeout on
-        # it turns "waits for ever for bytes that never come" into a TimeoutError.
-        sock = request.environ.get("werkzeug.socket")
-        timeout = app.config.get("LABKIT_READ_TIMEOUT")
-        if sock is not None and timeout:
-            try:
-                sock.settimeout(float(timeout))
-            except OSError:
-                pass  # the client already hung up; the read will say so
+    app.before_request(guard_request_body)
 
     @app.errorhandler(HTTPException)
     def _as_json(exc: HTTPException):  # noqa: ANN202 (Flask handler)
@@ -133,6 +125,72 @@ def install_json_errors(app: Flask) -> None:
         response = jsonify(error="internal_error", message="The server failed.")
         response.status_code = 500
         return response
+
+
+def guard_request_body() -> None:
+    """Bound this request's body reads; a hook :func:`install_json_errors` installs.
+
+    * werkzeug's dev server hands the connection's socket to the app; a timeout on it
+      turns "waits for ever for bytes that never come" into a TimeoutError (408);
+    * the body stream is wrapped so that a framing error found while reading it (a
+      chunk size of ``-5`` or ``zz``: the server's chunk decoder raises ``OSError``)
+      is 400 ``malformed_body``, not a 500.
+
+    Call it yourself from a hook that reads the body before the app's own hooks run
+    (as :mod:`labkit.apps.idempotency` does); a second call does nothing.
+    """
+    environ = request.environ
+    if environ.get("labkit.body_guarded"):
+        return
+    environ["labkit.body_guarded"] = True
+    sock = environ.get("werkzeug.socket")
+    timeout = current_app.config.get("LABKIT_READ_TIMEOUT")
+    if sock is not None and timeout:
+        try:
+            sock.settimeout(float(timeout))
+        except OSError:
+            pass  # the client already hung up; the read will say so
+    if environ.get("wsgi.input") is not None:
+        environ["wsgi.input"] = _FramedInput(environ["wsgi.input"])
+
+
+class _FramedInput:
+    """A request body stream whose framing errors are 400 ``malformed_body``.
+
+    A timeout stays a TimeoutError (408, see :func:`install_json_errors`); every other
+    attribute (``continued`` of an ``Expect: 100-continue`` body...) is the stream's.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def _guarded(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._stream, method)(*args)
+        except TimeoutError:
+            raise
+        except (OSError, ValueError):
+            raise ApiError(400, "malformed_body", "The request body is not well framed"
+                           " (a bad chunk size, or the connection was cut).") from None
+
+    def read(self, *args: Any) -> bytes:
+        return self._guarded("read", *args)
+
+    def readline(self, *args: Any) -> bytes:
+        return self._guarded("readline", *args)
+
+    def readinto(self, buffer: Any) -> int | None:
+        if not hasattr(self._stream, "readinto"):  # (gunicorn's body has only read)
+            data = self.read(len(buffer))
+            buffer[:len(data)] = data
+            return len(data)
+        return self._guarded("readinto", buffer)
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
 
 
 def parse_json(raw: bytes | str) -> Any:

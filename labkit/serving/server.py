@@ -22,8 +22,10 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import time
+import warnings
 from typing import Any, Callable
 
 from .. import _lifecycle
@@ -40,9 +42,14 @@ from ._serving import (
     fetch_json,
     probe,
 )
-from ..errors import AppFactoryError, PortInUseError, ServerStartError, ServerStateError
+from ..errors import (AppFactoryError, LabkitWarning, PortInUseError, ServerStartError,
+                      ServerStateError)
 
 READY_TIMEOUT = 10.0  # seconds a server gets to answer its first request
+# isolation="process" forks a child from a process that runs threads. Linux does
+# that safely; macOS's system libraries may crash such a child (Python itself
+# switched macOS to "spawn" for this reason) and Windows has no fork at all.
+PROCESS_ISOLATION = sys.platform.startswith("linux") and hasattr(os, "fork")
 ISOLATIONS = ("thread", "process", "gunicorn")
 
 
@@ -72,10 +79,19 @@ class Server:
         if isolation not in ISOLATIONS:
             raise ServerStartError(
                 f"isolation must be 'thread', 'process' or 'gunicorn', not {isolation!r}.")
-        if isolation != "thread" and not hasattr(os, "fork"):
+        if isolation == "process" and not PROCESS_ISOLATION:
+            isolation = "thread"
+            warnings.warn(
+                f"Server {name}: isolation='process' forks the server from this process,"
+                f" which only Linux (and WSL) supports safely; on {sys.platform} the server"
+                " runs as a thread instead. Everything works, but kill() stops a thread"
+                " rather than SIGKILLing a process, and all servers share this process's"
+                " CPU, so throughput figures come out lower.", LabkitWarning, stacklevel=3)
+        if isolation == "gunicorn" and not PROCESS_ISOLATION:
             raise ServerStartError(
-                f"isolation={isolation!r} needs fork (Linux, or WSL on Windows); use"
-                " 'thread'.")
+                "isolation='gunicorn' forks gunicorn from this process, which only Linux"
+                f" (and WSL on Windows) supports safely, not {sys.platform}; use"
+                " isolation='thread' (the kit's own server) here.")
         if isolation == "gunicorn":
             _require_gunicorn()
         if workers is not None and (not isinstance(workers, int) or workers < 1):
@@ -360,7 +376,9 @@ def serve(app_or_factory: Any, *, name: str | None = None, isolation: str = "thr
         isolation: ``"thread"`` (default), ``"process"`` (a forked child, so that
             ``kill()`` is a real SIGKILL and servers use more than one core) or
             ``"gunicorn"`` (the app under gunicorn, a real pre-fork server, in its own
-            process group; ``kill()`` is SIGKILL of the group).
+            process group; ``kill()`` is SIGKILL of the group). Forking needs Linux or
+            WSL: elsewhere ``"process"`` runs the server as a thread, with a
+            :class:`LabkitWarning` that says so, and ``"gunicorn"`` is refused.
         workers: at most this many requests are worked on at once (capacity model).
         service_time: seconds of work each request takes (capacity model).
 

@@ -62,6 +62,10 @@ __all__ = ["Copy", "Message", "Replica", "Replication", "WriteInvalidate", "Writ
 PEER_TIMEOUT = 2.0  # seconds a peer may take to answer one message
 MAX_TEXT = 4096    # characters in a user name or a cart item
 MAX_CART = 1000    # items in one cart
+MAX_BODY = 1024 * 1024  # bytes a server accepts in one request, peer messages included
+# A session must fit, with room to spare, in the one peer message that carries it:
+# bigger, every peer would answer 413 and its copy would silently stay behind.
+MAX_SESSION_BYTES = MAX_BODY // 2
 # Message kinds are short lower-case words ("update", "fetch"...): a protocol of your
 # own may add kinds, but never one that could change the shape of a URL.
 _KIND = re.compile(r"[a-z][a-z_]{0,31}")
@@ -349,7 +353,7 @@ class Replication:
         made = threading.Lock()
         app = Flask("labkit.replication")
         app.config["LABKIT_SESSION_COOKIE"] = "sid"
-        app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+        app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
         app.extensions["labkit.sessions"] = _Sized(holder)
         install_json_errors(app)
 
@@ -406,6 +410,9 @@ class Replication:
             if len(data["cart"]) >= MAX_CART:
                 raise ApiError(422, "cart_full", f"A cart holds at most {MAX_CART} items.")
             data = {**data, "cart": [*data["cart"], item]}
+            if len(json.dumps(data, separators=(",", ":"))) > MAX_SESSION_BYTES:
+                raise ApiError(422, "cart_full", "This cart is too big to copy to the"
+                               " other servers; remove something first.")
             replica().write(sid, data)
             return jsonify(data)
 

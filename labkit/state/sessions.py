@@ -117,7 +117,7 @@ class _Entry:
 
 # What one entry costs besides its id and payload strings: the _Entry object, its
 # two floats, and the OrderedDict's slot and link for the key (about 50 bytes, measured
-# with tracemalloc on CPython 3.11; tests/test_sessions.py keeps the estimate honest).
+# with tracemalloc on CPython 3.11; tests/state/test_sessions.py keeps the estimate honest).
 _ENTRY_OVERHEAD = sys.getsizeof(_Entry("", 0.0, 0.0)) + 2 * sys.getsizeof(0.5) + 50
 
 

@@ -100,6 +100,21 @@ _PYJWT_REASONS: list[tuple[type[Exception], str]] = [
 ]
 
 
+# What a client is told for each reason (never the library's exception text).
+_MESSAGES = {
+    "alg_not_allowed": "This server accepts one signing algorithm, and not this one.",
+    "bad_signature": "The signature does not match: the token was changed or not"
+                     " signed by this server.",
+    "missing_claim": "The token lacks a required claim (exp, iat, sub, jti, aud, iss).",
+    "wrong_audience": "The token was made for another service.",
+    "wrong_issuer": "The token was made by another issuer.",
+    "token_expired": "The token has expired; log in again.",
+    "token_not_yet_valid": "The token is not valid yet.",
+    "malformed_token": "Not a token: expected three base64url segments of JSON.",
+    "invalid_token": "The token was refused.",
+}
+
+
 class TokenRejected(LabkitError):
     """A token failed verification; ``reason`` is one of :data:`REASONS`.
 
@@ -192,7 +207,9 @@ def verify(token: str | None, key: Any, *, algorithm: str = "HS256",
                      "verify_nbf": False})
     except jwt.InvalidTokenError as exc:
         reason = next(r for kind, r in _PYJWT_REASONS if isinstance(exc, kind))
-        raise TokenRejected(reason, str(exc)) from None
+        # Our own words, not PyJWT's: its exception text describes its parser and
+        # echoes what it was sent (security.md 34: no exception text in answers).
+        raise TokenRejected(reason, _MESSAGES[reason]) from None
     now = time.time() if now is None else now
     times = {name: claims[name] for name in ("exp", "iat", "nbf") if name in claims}
     if not all(_is_time(t) for t in times.values()):
