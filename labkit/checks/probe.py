@@ -231,21 +231,31 @@ def expect_random_ids(ids: list[str], what: str, *, bits: int = 128,
 
 
 def predictable_with_random(make_id: Callable[[], Any]) -> bool:
-    """True when ``make_id()`` gives the same id twice after seeding Python's ``random``.
+    """True when ``make_id()`` gives the same id twice after seeding Python's ``random``
+    and stopping the wall clock.
 
     The ``random`` module is a Mersenne Twister: after 624 outputs anybody can
-    predict the rest. Ids must come from ``secrets`` (the OS's CSPRNG), which no
-    seed can replay. The global random state is restored afterwards.
+    predict the rest; and an id made from the time (a hash of the user and
+    ``time.time()``, a ``uuid1``) is as guessable as the moment of the login. Ids
+    must come from ``secrets`` (the OS's CSPRNG), which no seed or clock can replay.
+    ``time.time`` and ``time.time_ns`` read one fixed moment during both calls; the
+    global random state and the clock are restored afterwards.
     """
     import random
+    import time as time_module
 
     state = random.getstate()
+    real_time, real_time_ns = time_module.time, time_module.time_ns
+    moment = real_time_ns()
+    time_module.time = lambda: moment / 1e9
+    time_module.time_ns = lambda: moment
     try:
         random.seed(0x5EED)
         first = make_id()
         random.seed(0x5EED)
         second = make_id()
     finally:
+        time_module.time, time_module.time_ns = real_time, real_time_ns
         random.setstate(state)
     return first is not None and first == second
 
@@ -351,6 +361,55 @@ def code_uses(obj: Any, names: set[str], *, modules: tuple[str, ...] = (),
         return False
 
     return visit(obj, 0)
+
+
+def compare_digest_calls(obj: Any, call: Callable[[], Any]) -> int:
+    """How many times ``call()`` called ``hmac.compare_digest`` (under any name).
+
+    Behaviour, not source text: a class whose code mentions compare_digest but
+    compares with ``==`` on the path it takes is caught. Replaces the function in
+    :mod:`hmac` and :mod:`secrets`, and wherever ``obj``'s methods (and their module)
+    hold it under a global name or a default argument, for the length of ``call()``.
+    """
+    import hmac
+    import inspect
+    import secrets
+
+    original = hmac.compare_digest
+    calls = [0]
+
+    def counting(a: Any, b: Any) -> bool:
+        calls[0] += 1
+        return original(a, b)
+
+    patched: list[tuple[Any, str]] = [(hmac, "compare_digest"), (secrets, "compare_digest")]
+    functions = [getattr(v, "__func__", v) for v in
+                 (vars(obj).values() if inspect.isclass(obj) else [obj])]
+    for func in functions:
+        namespace = getattr(func, "__globals__", None)
+        if isinstance(namespace, dict):
+            patched += [(namespace, k) for k, v in namespace.items() if v is original]
+    if inspect.isclass(obj):
+        patched += [(obj, k) for k, v in vars(obj).items()
+                    if getattr(v, "__func__", v) is original]
+    saved = []
+    for target, key in patched:
+        if isinstance(target, dict):
+            saved.append((target, key, target[key]))
+            target[key] = counting
+        else:
+            saved.append((target, key, getattr(target, key)))
+            setattr(target, key, staticmethod(counting) if inspect.isclass(target)
+                    else counting)
+    try:
+        call()
+    finally:
+        for target, key, value in reversed(saved):
+            if isinstance(target, dict):
+                target[key] = value
+            else:
+                setattr(target, key, value)
+    return calls[0]
 
 
 def expect_cookie_sent_back(response: requests.Response, name: str, what: str) -> None:

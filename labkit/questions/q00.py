@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import requests
 from flask import Flask, request
 
+from ..apps.clients import client
 from ..checks import CheckFailed, context, probe, question
 
 # Names with a space, an apostrophe, accents and non-Latin letters: a name is any
@@ -33,6 +35,20 @@ def _names(count: int) -> list[str]:
     rng.shuffle(names)
     names += [probe.random_user(rng).capitalize() for _ in range(count - 3)]
     return names[:count]
+
+
+_LONG_ALPHABET = "abcdefghijklmnopqrstuvwxyz ÄÖÜßéñçøå中文Ω"
+
+
+def _shaped_names(rng: Any) -> list[str]:
+    """Names a tidy-minded answer might change: surrounding spaces, lower case,
+    shouting capitals, and one of a few hundred characters (a name is any string)."""
+    user = probe.random_user(rng)
+    long = "".join(rng.choice(_LONG_ALPHABET) for _ in range(rng.randrange(300, 700)))
+    names = [f"  {user.capitalize()} ", f"{user} van der {probe.random_user(rng)}",
+             user.upper() + " mcDONALD", long]
+    rng.shuffle(names)
+    return names
 
 
 def _guest_name(response: Any, what: str) -> str | None:
@@ -88,19 +104,41 @@ def remember(make_guestbook: Callable[[], Flask]) -> str:
             raise CheckFailed("After a POST /guest without a name was refused, GET"
                               " /guest should still answer 404: a refused POST stores"
                               " nothing.")
-        for index, name in enumerate(names[:3]):
+        stored = names[:3] + _shaped_names(rng)
+        for index, name in enumerate(stored):
             response = _post(url, {"name": name}, "POST /guest")
             probe.expect_status(response, (200, 201), "POST /guest with a name")
             got = _guest_name(probe.call("GET", url, what="GET /guest"),
                               "GET /guest after a name was stored")
             if got != name:
                 which = "the first name" if index == 0 else "a later name"
+                shape = ""
+                if isinstance(got, str) and got.strip().casefold() == name.strip().casefold():
+                    shape = " (it changed the spaces or the case)"
+                elif isinstance(got, str) and name.startswith(got):
+                    shape = " (it cut the name short)"
                 raise CheckFailed(
                     f"After POST /guest stored {which}, GET /guest should answer that"
                     " exact name (the latest one stored), but it answered"
-                    f" {'a different one' if got is not None else 'no name'}:"
-                    " remember whatever name the last successful POST sent.")
-        latest = names[2]
+                    f" {'a different one' if got is not None else 'no name'}{shape}:"
+                    " remember whatever name the last successful POST sent, character"
+                    " for character (spaces, case, accents and length as sent).")
+        latest = stored[-1]
+        # The guest belongs to the server, not to one client: another client (another
+        # address, another browser, no cookies) is told the same name.
+        with client(source=f"127.0.{rng.randrange(1, 255)}.{rng.randrange(2, 255)}",
+                    user_agent=f"OtherBrowser/{rng.randrange(2, 99)}.0",
+                    keep_cookies=False) as other_client:
+            try:
+                response = other_client.get(url, timeout=probe.TIMEOUT)
+            except requests.RequestException:
+                raise CheckFailed("GET /guest from another client: the server did not"
+                                  " answer.") from None
+        if _guest_name(response, "GET /guest from another client") != latest:
+            raise CheckFailed(
+                "GET /guest from another client (another address and browser) did not"
+                " answer the guest stored by the first one. The guestbook remembers one"
+                " guest for the whole server: keep it in one variable, not per client.")
         # Refused POSTs, of several shapes, must leave the stored name alone.
         refused = [({}, None), ({"Name": names[3]}, None), ({"guest": names[3]}, None),
                    (None, b"name=" + names[3].encode())]
@@ -116,14 +154,31 @@ def remember(make_guestbook: Callable[[], Flask]) -> str:
 
         # Several guests sign at the same instant: each POST succeeds and the guest
         # remembered afterwards is one of theirs.
+        # Readers at the same moment must always see a guest: the old one or a new one,
+        # never "nobody" (a POST that clears the name before it sets it fails this).
         crowd = _names(6)
-        results = probe.concurrently(
-            lambda i: _post(url, {"name": crowd[i]}, "POST /guest"), len(crowd))
+        readers = 6
+
+        def sign_or_read(i: int) -> Any:
+            if i < len(crowd):
+                return _post(url, {"name": crowd[i]}, "POST /guest")
+            return [_guest_name(probe.call("GET", url, what="GET /guest"),
+                                "GET /guest while others sign") for _ in range(4)]
+
+        results = probe.concurrently(sign_or_read, len(crowd) + readers)
         error = probe.first_error(results)
         if error is not None:
-            raise CheckFailed(f"Six simultaneous POST /guest requests: one failed ({error}).")
-        for response in results:
+            raise CheckFailed("Six simultaneous POST /guest requests, with GET /guest"
+                              f" requests at the same time: one failed ({error}).")
+        for response in results[:len(crowd)]:
             probe.expect_status(response, (200, 201), "Six simultaneous POST /guest requests")
+        seen = {name for reads in results[len(crowd):] for name in reads}
+        if not seen <= set(crowd) | {latest}:
+            raise CheckFailed(
+                "While six guests signed at the same time, a GET /guest answered"
+                + (" 404 (no guest), although a guest had been stored long before."
+                   if None in seen else " a name none of them sent.")
+                + " Replace the stored name in one step: never clear it first.")
         if _guest_name(probe.call("GET", url, what="GET /guest"),
                        "GET /guest after six simultaneous POSTs") not in crowd:
             raise CheckFailed("After six guests signed at the same time, GET /guest"
@@ -180,6 +235,11 @@ def _guestbook_with_outside_store(store: dict, starts: list[int], *,
                 if missing == "text":
                     return "Nobody has signed the guestbook yet.", 404, {
                         "Content-Type": "text/plain"}
+                if missing.startswith("json-name:"):
+                    # A 404 whose JSON still names the guest who left: only the
+                    # status says "no guest now".
+                    return {"error": "this guest has checked out",
+                            "name": missing.split(":", 1)[1]}, 404
                 return {"error": "no guest yet"}, 404
             return {"name": store["name"]}
 
@@ -238,7 +298,7 @@ def after_revive(make_guestbook: Callable[[], Flask],
     "Crash and restart a server, then report which guest it still knows."
     rng = context().rng
     guest, kept, changed = _names(3)
-    scenarios = ["memory", "outside", "outside-changed", "outside-empty"]
+    scenarios = ["memory", "outside", "outside-changed", "outside-empty", "outside-gone"]
     rng.shuffle(scenarios)
     for scenario in scenarios:
         if scenario == "memory":
@@ -268,10 +328,11 @@ def after_revive(make_guestbook: Callable[[], Flask],
         starts: list[int] = []
         # A guestbook that knows no guest answers a plain-text 404: only the status
         # code says "no guest", so an answer must not read a name from that body.
-        missing = "text" if scenario == "outside-empty" else "json"
+        missing = ("text" if scenario == "outside-empty" else
+                   f"json-name:{kept}" if scenario == "outside-gone" else "json")
         factory = _guestbook_with_outside_store(store, starts, missing=missing)
         with probe.serve_factory(factory, name="guestbook") as server:
-            if scenario != "outside-empty":
+            if scenario not in ("outside-empty", "outside-gone"):
                 probe.call("POST", server.url + "/guest", json={"name": kept},
                            what="POST /guest")
             if scenario == "outside-changed":
@@ -288,11 +349,12 @@ def after_revive(make_guestbook: Callable[[], Flask],
                 answer = _run_restart(
                     name_after_restart, server, starts,
                     story="on a server whose guest lives outside its memory"
-                    + (" and which knows no guest" if scenario == "outside-empty" else ""))
+                    + (" and which knows no guest" if scenario in ("outside-empty",
+                                                                   "outside-gone") else ""))
             finally:
                 server.__dict__.pop("kill", None)
         expected = {"outside": kept, "outside-changed": changed,
-                    "outside-empty": None}[scenario]
+                    "outside-empty": None, "outside-gone": None}[scenario]
         if _same(answer, expected):
             continue
         returned = _describe_answer(answer)
@@ -313,8 +375,11 @@ def after_revive(make_guestbook: Callable[[], Flask],
         raise CheckFailed(
             "On a server whose guest lives outside its memory and that knows no guest,"
             f" GET /guest after the restart answers 404"
-            f"{' with a plain-text body' if missing == 'text' else ''}, so your function"
-            f" should return None, but it returned {returned}. Check the status code"
+            f"{' with a plain-text body' if missing == 'text' else ''}"
+            f"{' whose JSON still has a name key (a guest who left)' if missing != 'text' else ''}"
+            ", so your function"
+            f" should return None (a 404 means None, whatever its body says), but it"
+            f" returned {returned}. Check the status code"
             " before reading the body.")
     return ("Right: your function restarts the server and reports what it says: a"
             " restart wipes what a server held in memory, but not what lives outside"

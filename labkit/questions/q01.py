@@ -71,8 +71,8 @@ def _check_ids_and_copies(SessionStore: Callable[..., Any], rng: Any) -> None:
             lambda: _store(SessionStore, clock=ManualClock()).new({"user": users[0]})):
         raise CheckFailed(
             "Two fresh stores returned the same first id after Python's `random` module"
-            " was seeded the same way: the ids come from `random`, a counter or the"
-            " clock, and can be predicted. Take them from the `secrets` module, e.g."
+            " was seeded the same way and the clock (time.time) was held still: the ids"
+            " come from `random`, a counter or the time, and can be predicted. Take them from the `secrets` module, e.g."
             " secrets.token_urlsafe(32).")
     sid, user = rng.choice(list(zip(ids, users)))
     got = store.get(sid)
@@ -545,8 +545,8 @@ def remember_login(make_app: Callable[[Callable[[str, str], bool]], Flask]) -> s
             if probe.predictable_with_random(login_sid):
                 raise CheckFailed(
                     "Two logins gave the same session id after Python's `random` module"
-                    " was seeded the same way: your ids come from `random`, which can be"
-                    " predicted. Use the `secrets` module: secrets.token_urlsafe(32).")
+                    " was seeded the same way and the clock (time.time) was held still:"
+                    " your ids come from `random` or the time, which can be predicted. Use the `secrets` module: secrets.token_urlsafe(32).")
             more = [login_sid() for _ in range(16 - len(sids))]
             probe.expect_random_ids(sids + [m for m in more if m],
                                     "The session ids in the 'sid' cookies")
@@ -624,13 +624,17 @@ def chat_context(make_chat_app: Callable[[], Flask]) -> str:
             first_sid: list[str | None] = [None] * count
             schedule = [i for i in range(count) for _ in range(turns)]
             rng.shuffle(schedule)
-            for who in schedule:
-                message = _message(rng)
+            # One turn sends an empty message: "" is a string, so it is a turn too.
+            empty_turn = rng.randrange(1, len(schedule))
+            for turn, who in enumerate(schedule):
+                message = "" if turn == empty_turn else _message(rng)
                 r = _chat(server, clients[who], message, "POST /chat")
                 probe.expect_cookie_sent_back(r, "sid", "POST /chat")
                 _expect_reply(r, social.reply_to(histories[who], message),
                               f"POST /chat (turn {len(histories[who]) + 1} of one of"
-                              f" {count} clients whose turns interleave)")
+                              f" {count} clients whose turns interleave"
+                              + (", with an empty message: \"\" is a string, answer it"
+                                 if message == "" else "") + ")")
                 histories[who].append(message)
                 sid = _sid_of(clients[who])
                 if not sid:
@@ -655,8 +659,9 @@ def chat_context(make_chat_app: Callable[[], Flask]) -> str:
             if probe.predictable_with_random(new_sid):
                 raise CheckFailed(
                     "Two new clients got the same session id after Python's `random`"
-                    " module was seeded the same way: your ids come from `random`, which"
-                    " can be predicted. Use the `secrets` module: secrets.token_urlsafe(32).")
+                    " module was seeded the same way and the clock (time.time) was held"
+                    " still: your ids come from `random` or the time, which can be"
+                    " predicted. Use the `secrets` module: secrets.token_urlsafe(32).")
             more = [new_sid() for _ in range(16)]
             probe.expect_random_ids([s for s in first_sid + more if s],
                                     "The session ids in the 'sid' cookies")

@@ -49,7 +49,9 @@ def _login_app(make_login_app: Callable[..., Flask], users: dict[str, str], name
 
     def verify(username: str, password: str) -> bool:
         if slow and slow.get("delay"):
-            time.sleep(slow["delay"])  # a slow hash: logins overlap in time
+            # A slow hash: logins overlap in time (staggered: by user, 0-30 ms more).
+            extra = (sum(map(ord, str(username))) % 7) * 0.005 if slow.get("stagger") else 0.0
+            time.sleep(slow["delay"] + extra)
         return book.verify(username, password)
 
     return store, probe.serve_factory(lambda: make_login_app(store, verify), name=name)
@@ -184,33 +186,38 @@ def rotate_on_login(make_login_app: Callable[..., Flask]) -> str:
             raise CheckFailed("After logging in over another user's session, GET /me"
                               " should name the user who logged in last.")
 
-        # Several victims log in at the same moment, each with a planted id.
-        crowd = rng.sample(names, 4)
-        plants = [_visit(server) for _ in crowd]
-        slow["delay"] = 0.03
-        try:
-            results = probe.concurrently(
-                lambda i: _call("POST", server, "/login", plants[i],
-                                json={"username": crowd[i], "password": users[crowd[i]]},
-                                what="POST /login"), len(crowd))
-        finally:
-            slow["delay"] = 0.0
-        error = probe.first_error(results)
-        if error is not None:
-            raise CheckFailed(f"Several users logged in at the same time and one POST /login"
-                              f" failed: {error}")
+        # Several victims log in at the same moment, each with a planted id: twice,
+        # once with equally slow password checks and once with staggered ones, so
+        # that a shared variable is overwritten between one request's read and write.
         fresh_ids = []
-        for name, planted_id, response in zip(crowd, plants, results):
-            probe.expect_status(response, 200, "POST /login (several at the same time)")
-            new_id = _sid(response, "POST /login (several at the same time)")
-            fresh_ids.append(new_id)
-            if new_id == planted_id or _who(server, planted_id) is not None:
-                raise CheckFailed("When several users logged in at the same time, one"
-                                  " pre-login id was kept or stayed alive.")
-            if _who(server, new_id) != name:
-                raise CheckFailed("When several users logged in at the same time, one of"
-                                  " them got a session of another user. Keep per-request"
-                                  " data in local variables, never in shared ones.")
+        for staggered in (False, True):
+            crowd = rng.sample(names, 4)
+            plants = [_visit(server) for _ in crowd]
+            slow["delay"] = 0.03
+            slow["stagger"] = staggered
+            try:
+                results = probe.concurrently(
+                    lambda i: _call("POST", server, "/login", plants[i],
+                                    json={"username": crowd[i], "password": users[crowd[i]]},
+                                    what="POST /login"), len(crowd))
+            finally:
+                slow["delay"] = 0.0
+                slow["stagger"] = False
+            error = probe.first_error(results)
+            if error is not None:
+                raise CheckFailed(f"Several users logged in at the same time and one POST /login"
+                                  f" failed: {error}")
+            for name, planted_id, response in zip(crowd, plants, results):
+                probe.expect_status(response, 200, "POST /login (several at the same time)")
+                new_id = _sid(response, "POST /login (several at the same time)")
+                fresh_ids.append(new_id)
+                if new_id == planted_id or _who(server, planted_id) is not None:
+                    raise CheckFailed("When several users logged in at the same time, one"
+                                      " pre-login id was kept or stayed alive.")
+                if _who(server, new_id) != name:
+                    raise CheckFailed("When several users logged in at the same time, one of"
+                                      " them got a session of another user. Keep per-request"
+                                      " data in local variables, never in shared ones.")
         probe.expect_random_ids(fresh_ids + [fresh, switch], "The ids set at login")
     return ("Every login kills the id it came with (planted, made up, or another user's)"
             " and issues a fresh one; a wrong password logs nobody in.")
@@ -246,6 +253,7 @@ def revoking_logout(make_login_app: Callable[..., Flask]) -> str:
 
         victim = rng.choice(names)
         copy = sids[victim]
+        held_before = len(store)
         r = _call("POST", server, "/logout", copy, what="POST /logout")
         probe.expect_status(r, (200, 204), "POST /logout from a logged-in client")
         if _who(server, copy) is not None:
@@ -256,6 +264,10 @@ def revoking_logout(make_login_app: Callable[..., Flask]) -> str:
         if copy in store:
             raise CheckFailed("The session is still in the store after logout (perhaps"
                               " emptied, but alive). Delete it: store.delete(sid).")
+        if len(store) >= held_before or victim in store.users().values():
+            raise CheckFailed("After logout the store still held the user's session under"
+                              " another id (moved, e.g. by rotate, rather than deleted)."
+                              " Logout ends the session: store.delete(sid).")
         for name in names:
             if name != victim and _who(server, sids[name]) != name:
                 raise CheckFailed("One user's logout logged other users out too. Delete"
@@ -322,17 +334,30 @@ def _synthetic_log(rng: Any, force: str | None = None
                                 "session": session, "method": "GET", "path": "/notes"})
     stolen: dict[str, str] = {}
     victims = rng.sample(owners, rng.randrange(1 if force else 0, min(3, len(owners)) + 1))
+    if force == "agent-case":  # the forced victim needs an agent with letters to swap
+        victims.sort(key=lambda owner: owner[1][1] == "")
+        if victims[0][1][1] == "":
+            victims[0] = (victims[0][0], (victims[0][1][0], "Firefox/128.0"))
+            for entry in entries:
+                if entry["session"] == victims[0][0]:
+                    entry["user_agent"] = "Firefox/128.0"
     for index, (session, (address, agent)) in enumerate(victims):
         how = force if force and index == 0 else rng.choice(("address", "agent", "both"))
+        how_kind = how
         thief_address = address if how == "agent" else rng.choice(
             [a for a in addresses if a != address] + ["127.0.0.66"])
         thief_agent = agent if how == "address" else rng.choice(
             [a for a in _AGENTS if a != agent])
-        for _ in range(rng.randrange(1, 3)):  # the replay works: status 200 below
+        if how == "agent-case":  # same address, the agent differs only in case
+            thief_address = address
+            thief_agent = (agent.swapcase() if agent.swapcase() != agent
+                           else agent + "x")
+        status = 200  # the replay works (whether a refused one counts is not asked)
+        for _ in range(rng.randrange(1, 3)):
             entries.append({"client": thief_address, "user_agent": thief_agent,
                             "session": session, "method": "GET", "path": "/notes",
-                            "status": 200})
-        stolen[session] = how
+                            "status": status})
+        stolen[session] = how_kind
     rng.shuffle(entries)  # then put them in time order with increasing times
     for i, entry in enumerate(entries):
         # Requests with a session all succeed (the naive server accepts a stolen
@@ -388,6 +413,10 @@ def _flagged(find_hijacks: Callable[[list[dict]], Any], log: list[dict],
         raise CheckFailed(f"find_hijacks raised {type(exc).__name__} on {what}. It must"
                           " handle any log of that shape, including an empty one and"
                           " entries whose session or user agent is empty.") from exc
+    if given != log:
+        raise CheckFailed(f"find_hijacks changed the log it was given ({what}):"
+                          " sorted, filtered or edited it. Read the log; never"
+                          " change it (other code reads the same log).")
     if not isinstance(found, (set, frozenset)):
         raise CheckFailed(f"find_hijacks should return a set of session hashes, not a"
                           f" {type(found).__name__}.")
@@ -397,7 +426,9 @@ def _flagged(find_hijacks: Callable[[list[dict]], Any], log: list[dict],
     return set(found)
 
 
-_HOW = {"address": "from another address with the same user agent",
+_HOW = {"agent-case": "from the same address with a user agent that differs only in"
+                      " upper and lower case (a different string is a different agent)",
+        "address": "from another address with the same user agent",
         "agent": "from the same address (one network) with another user agent",
         "both": "from another address with another user agent"}
 
@@ -432,7 +463,7 @@ def hijack_detector(find_hijacks: Callable[[list[dict]], Any]) -> str:
     if _flagged(find_hijacks, [], "an empty log") != set():
         raise CheckFailed("On an empty log your detector should return an empty set.")
 
-    kinds: list[str | None] = ["address", "agent", "both", None, None]
+    kinds: list[str | None] = ["address", "agent", "both", "agent-case", None, None]
     rng.shuffle(kinds)
     for force in kinds + ([None] * 3 if context().hidden else []):
         log, stolen, how = _synthetic_log(rng, force)
@@ -595,10 +626,13 @@ def rotating_signer(RotatingSigner: Callable[[list[str]], Any]) -> str:
             raise CheckFailed(f"unsign should raise ValueError for {why}, but it accepted"
                               " the token.")
 
-    if not probe.code_uses(RotatingSigner, {"compare_digest"}, modules=("itsdangerous",)):
-        raise CheckFailed("unsign compares signatures with == (or another early-exit"
-                          " comparison), whose timing leaks how many leading characters"
-                          " matched. Use hmac.compare_digest(expected, given).")
+    spied = RotatingSigner([k1])
+    genuine = spied.sign(probe.random_user(rng))
+    if not probe.compare_digest_calls(RotatingSigner, lambda: _unsign(spied, genuine)):
+        raise CheckFailed("unsign accepted a genuine token without calling"
+                          " hmac.compare_digest: it compares signatures with == (or another"
+                          " early-exit comparison), whose timing leaks how many leading"
+                          " characters matched. Use hmac.compare_digest(expected, given).")
 
     keys = [k1]
     user = probe.random_user(rng)

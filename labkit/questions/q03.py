@@ -67,6 +67,7 @@ def _servers(rng: Any, count: int) -> list[Any]:
     numbers_ = rng.sample(range(1, 10), count - 1)
     names = [f"{stem}{n}" for n in numbers_]
     names.append(names[0] + str(rng.randrange(10)))  # a name another one is a prefix of
+    names.append(names[1].upper())  # "node3" and "NODE3": names differ only in case
     rng.shuffle(names)
     return [Backend(name) for name in names]
 
@@ -125,13 +126,16 @@ def _check_policy_offline(policy_class: Callable[[], Any], rng: Any) -> None:
         b is not a and b.name.startswith(a.name) for b in servers))
     long_ = next(b for b in servers if b is not short and b.name.startswith(short.name))
     # Both members of a pair like "s3"/"s31", each with the other first in the list.
-    trials = [(short, [long_, short]), (long_, [short, long_])]
+    upper = next(a for a in servers if a.name != a.name.lower())
+    lower = next(b for b in servers if b.name == upper.name.lower())
+    trials = [(short, [long_, short]), (long_, [short, long_]),
+              (upper, [lower, upper]), (lower, [upper, lower])]
     for group in (plain, servers):
         for _ in range(8):
             home = rng.choice(group)
             trials.append((home, rng.sample(group, len(group))))
     for home, order in trials:
-        if order[0] is long_ or order[0] is short:
+        if len(order) == 2:
             order = order + [s for s in servers if s not in order]
         chosen = _choose(policy, _request(rng, {cookie: home.name}), order,
                          "a client whose cookie names a live server")
@@ -140,7 +144,7 @@ def _check_policy_offline(policy_class: Callable[[], Any], rng: Any) -> None:
                 "A client whose cookie names a live server was sent to another server."
                 " Send a pinned client back to the server named in its cookie: the one"
                 " whose .name equals the cookie exactly (compare names with ==, not by"
-                " position or by prefix).")
+                " position, by prefix or ignoring case).")
     for value, why in (("", "an empty pin cookie"), ("nobody", "a pin naming no server"),
                        (servers[0].name + "x" * 40, "a pin naming no server"),
                        (" ", "a blank pin cookie")):
@@ -235,7 +239,8 @@ def sticky_policy(policy_class: Callable[[], Any]) -> str:
 def _random_pins(rng: Any) -> tuple[dict[str, str], set[str]]:
     servers = [f"s{i}" for i in rng.sample(range(1, 10), rng.randrange(1, 5))]
     servers.append(servers[0] + str(rng.randrange(10)))  # "s3" and "s31": names that
-    rng.shuffle(servers)                                 # contain one another
+    servers.append(servers[-1].upper())  # contain one another; "S31": only the case differs
+    rng.shuffle(servers)
     users = [probe.random_user(rng) for _ in range(rng.randrange(0, 12))]
     pins = {u: rng.choice(servers) for u in users}
     dead = set(rng.sample(servers, rng.randrange(0, len(servers) + 1)))
