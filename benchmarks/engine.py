@@ -24,7 +24,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
 import psutil
 from flask import Flask

@@ -30,7 +30,7 @@ them before you trust a total.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Iterator
 
 from ..errors import CostModelError

@@ -383,7 +383,6 @@ def _mt_predicts(new_id: Callable[[], str]) -> bool:
     whole state, so an attacker who collects enough session ids computes every later
     one. ``getrandbits(128)`` or ``randbytes(16)`` ids, in hex or base64, fall to it.
     """
-    import random
 
     first = _as_ints([new_id()], "number")
     if not first or not first[0][1] or first[0][1] % 32 or first[0][1] > 32 * 624:
