@@ -13,7 +13,6 @@ import json
 import socket
 import threading
 import time
-import warnings
 from urllib.parse import urlsplit
 
 import pytest
@@ -30,22 +29,6 @@ from labkit.errors import AppConfigError, LabkitError
 ALICE = {"username": "alice", "password": "wonderland"}
 UA = "Mozilla/5.0 (Alice's laptop)"
 DEEP = b"[" * 6_000 + b"]" * 6_000  # deeper than the parser recurses; under 16 KiB
-
-
-@pytest.fixture
-def serve():
-    started: list = []
-
-    def start(factory, **options):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", guarded.LoopbackProfileWarning)
-            server = lk.serve(factory, name=f"sec{len(started)}", **options)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
 
 
 def raw(url: str, method: str, path: str, body: bytes = b"", headers: dict | None = None,

@@ -4,33 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-import warnings
 
-import pytest
 import requests
 
-import labkit as lk
 from labkit.apps import cookie_session, guarded
 from labkit.apps.clients import client
 
 ALICE = {"username": "alice", "password": "wonderland"}
 VICTIM_UA = "Mozilla/5.0 (Victim)"
-
-
-@pytest.fixture
-def serve():
-    started = []
-
-    def start(factory):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", guarded.LoopbackProfileWarning)
-            server = lk.serve(factory, name=f"attack{len(started)}")
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
 
 
 def steal(server):

@@ -11,7 +11,6 @@ import warnings
 import pytest
 import requests
 
-import labkit as lk
 from labkit.apps import guarded
 from labkit.state.sessions import ManualClock, new_session_id
 
@@ -19,20 +18,10 @@ ALICE = {"username": "alice", "password": "wonderland"}
 
 
 @pytest.fixture
-def serve():
-    started = []
-
-    def start(profile="defended", **options):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", guarded.LoopbackProfileWarning)
-            server = lk.serve(lambda: guarded.create_app(profile, **options),
-                              name=f"guarded{len(started)}")
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
+def serve_guarded(serve):
+    """``serve_guarded(profile="defended", **options)``: the guarded app of chapter 02."""
+    return lambda profile="defended", **options: serve(
+        lambda: guarded.create_app(profile, **options))
 
 
 def login(server, session):
@@ -46,11 +35,11 @@ def raw_id(cookie_value: str) -> str:
 
 
 # 1 ---------------------------------------------------------------------------------
-def test_1_ids_are_random_and_long(serve):
+def test_1_ids_are_random_and_long(serve_guarded):
     ids = {new_session_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(len(base64.urlsafe_b64decode(i + "=")) * 8 >= 128 for i in ids)
-    s = serve()
+    s = serve_guarded()
     seen = set()
     for _ in range(50):  # and the server really uses them
         with requests.Session() as c:
@@ -60,8 +49,8 @@ def test_1_ids_are_random_and_long(serve):
 
 
 # 2 ---------------------------------------------------------------------------------
-def test_2_fresh_id_at_login_and_pre_login_id_dies(serve):
-    s = serve()
+def test_2_fresh_id_at_login_and_pre_login_id_dies(serve_guarded):
+    s = serve_guarded()
     with requests.Session() as c:
         c.get(s.url + "/")
         pre = c.cookies["sid"]
@@ -72,8 +61,8 @@ def test_2_fresh_id_at_login_and_pre_login_id_dies(serve):
 
 
 # 3 ---------------------------------------------------------------------------------
-def test_3_unissued_ids_are_rejected_not_adopted(serve):
-    s = serve(signed_cookie=False)  # even without a signature to hide behind
+def test_3_unissued_ids_are_rejected_not_adopted(serve_guarded):
+    s = serve_guarded(signed_cookie=False)  # even without a signature to hide behind
     chosen = "attacker-chosen-id-" + "x" * 30
     r = requests.get(s.url + "/me", cookies={"sid": chosen})
     assert (r.status_code, r.json()["error"]) == (401, "unknown_session")
@@ -85,8 +74,8 @@ def test_3_unissued_ids_are_rejected_not_adopted(serve):
 
 
 # 4 ---------------------------------------------------------------------------------
-def test_4_logout_revokes(serve):
-    s = serve()
+def test_4_logout_revokes(serve_guarded):
+    s = serve_guarded()
     with requests.Session() as c:
         stolen = login(s, c)
         assert c.post(s.url + "/logout").status_code == 200
@@ -97,9 +86,9 @@ def test_4_logout_revokes(serve):
 
 
 # 5 ---------------------------------------------------------------------------------
-def test_5_idle_and_absolute_timeouts_on_the_server(serve):
+def test_5_idle_and_absolute_timeouts_on_the_server(serve_guarded):
     clock = ManualClock()
-    s = serve(clock=clock, idle_timeout=600, absolute_timeout=3600)
+    s = serve_guarded(clock=clock, idle_timeout=600, absolute_timeout=3600)
     with requests.Session() as c:
         login(s, c)
         clock.advance(599)
@@ -116,17 +105,17 @@ def test_5_idle_and_absolute_timeouts_on_the_server(serve):
 
 
 # 6 ---------------------------------------------------------------------------------
-def test_6_cookie_attributes_and_loopback_profile(serve):
+def test_6_cookie_attributes_and_loopback_profile(serve_guarded):
     with pytest.warns(guarded.LoopbackProfileWarning, match="Secure"):
         guarded.create_app("defended")
-    s = serve()
+    s = serve_guarded()
     header = requests.get(s.url + "/").headers["Set-Cookie"]
     assert "HttpOnly" in header and "SameSite=Strict" in header and "Secure" not in header
     assert header.startswith("sid=")
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the production profile does not warn
-        production = serve(loopback=False)
+        production = serve_guarded(loopback=False)
     r = requests.get(production.url + "/")
     header = r.headers["Set-Cookie"]
     assert header.startswith("__Host-sid=") and "Secure" in header and "Path=/" in header
@@ -136,13 +125,13 @@ def test_6_cookie_attributes_and_loopback_profile(serve):
         assert len(c.cookies) == 1
         r = c.get(production.url + "/me")  # never sends it back over http://
         assert "Cookie" not in r.request.headers and r.status_code == 401
-    naive = requests.get(serve("naive").url + "/").headers["Set-Cookie"]
+    naive = requests.get(serve_guarded("naive").url + "/").headers["Set-Cookie"]
     assert "HttpOnly" not in naive and "SameSite" not in naive
 
 
 # 7 ---------------------------------------------------------------------------------
-def test_7_key_rotation_with_fallbacks(serve):
-    s = serve(secret_key="old-key")
+def test_7_key_rotation_with_fallbacks(serve_guarded):
+    s = serve_guarded(secret_key="old-key")
     with requests.Session() as c:
         old_cookie = login(s, c)
         ua = c.headers["User-Agent"]
@@ -162,8 +151,8 @@ def test_7_key_rotation_with_fallbacks(serve):
 
 
 # 8 ---------------------------------------------------------------------------------
-def test_8_ids_never_in_urls_or_logs(serve):
-    s = serve()
+def test_8_ids_never_in_urls_or_logs(serve_guarded):
+    s = serve_guarded()
     with requests.Session() as c:
         cookie = login(s, c)
         c.get(s.url + "/me")

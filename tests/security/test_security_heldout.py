@@ -11,12 +11,10 @@ import base64
 import json
 import socket
 import threading
-import warnings
 
 import pytest
 import requests
 
-import labkit as lk
 from labkit import Replication
 from labkit.apps import cookie_session, guarded, social, uploads
 from labkit.apps.clients import client
@@ -24,22 +22,6 @@ from labkit.apps.idempotency import with_idempotency_keys
 from labkit.state import tokens
 
 ALICE = {"username": "alice", "password": "wonderland"}
-
-
-@pytest.fixture
-def serve():
-    started: list = []
-
-    def start(factory, **options):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", guarded.LoopbackProfileWarning)
-            server = lk.serve(factory, name=f"held{len(started)}", **options)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
 
 
 def send_raw(server, data: bytes, *, timeout: float = 10.0) -> bytes:
