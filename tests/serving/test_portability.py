@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import socket
 import subprocess
@@ -61,8 +62,13 @@ def test_process_isolation_falls_back_to_a_thread_where_fork_is_unsafe(monkeypat
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_each_interpreter_gets_its_own_environment():
+    # A test run by `make test PYTHON=...` must not pass that PYTHON on: make hands
+    # command-line variables to sub-makes through MAKEFLAGS.
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "PYTHON")}
+
     def plan(*args):
-        return subprocess.run(["make", "-n", "setup", *args], cwd=ROOT, text=True,
+        return subprocess.run(["make", "-n", "setup", *args], cwd=ROOT, text=True, env=clean,
                               capture_output=True, check=True).stdout
 
     version = "%d.%d" % sys.version_info[:2]
