@@ -49,9 +49,15 @@ def social_token_app():
 
 
 # 1 ---------------------------------------------------------------------------------
+def _is(reason: str, expected: str | tuple[str, ...]) -> bool:
+    return reason in expected if isinstance(expected, tuple) else reason == expected
+
+
 JSON = {"Content-Type": "application/json"}
 BAD_BODIES = {
-    "nested 6,000 deep": (DEEP, 400, "malformed_json"),
+    # Python 3.11/3.12's parser gives up at this depth (malformed_json); 3.13's parses
+    # it, and the app's own depth limit refuses it (too_deep). Either is a clear 400.
+    "nested 6,000 deep": (DEEP, 400, ("malformed_json", "too_deep")),
     "nested 500 deep": (b'{"a":' * 500 + b"1" + b"}" * 500, 400, "too_deep"),
     "lone surrogate password": (b'{"username": "alice", "password": "\\ud800"}', 400,
                                 "malformed_json"),
@@ -72,7 +78,7 @@ def test_1_bad_input_gets_a_4xx_with_a_reason(serve, factory, path):
     s = serve(factory)
     for kind, (body, status, reason) in BAD_BODIES.items():
         got, text = raw(s.url, "POST", path, body, JSON)
-        assert (got, json.loads(text)["error"]) == (status, reason), kind
+        assert got == status and _is(json.loads(text)["error"], reason), kind
         assert b"Traceback" not in text
     assert s.stats()["errors"] == 0
 
@@ -85,7 +91,7 @@ def test_1_bad_input_on_the_social_routes_behind_login(serve):
     for path in ("/chat/replay", "/posts/1/react", "/chat"):
         for kind, (body, status, reason) in BAD_BODIES.items():
             got, text = raw(s.url, "POST", path, body, cookie)
-            assert (got, json.loads(text)["error"]) == (status, reason), (path, kind)
+            assert got == status and _is(json.loads(text)["error"], reason), (path, kind)
     assert s.stats()["errors"] == 0
 
 
@@ -97,7 +103,7 @@ def test_1_bad_input_on_the_runtime_and_the_shop(serve):
         if kind.startswith("lone") or kind.startswith("a list"):
             continue  # an event has no password; a list is checked below
         got, text = raw(runtime.url, "POST", "/invoke/echo", body, JSON)
-        assert (got, json.loads(text)["error"]) == (status, reason), kind
+        assert got == status and _is(json.loads(text)["error"], reason), kind
     assert raw(runtime.url, "POST", "/invoke/echo", b"[1]", JSON)[0] == 422
     assert raw(runtime.url, "POST", "/invoke/echo", b'"\\udc00"', JSON)[0] == 400
 
